@@ -1,0 +1,62 @@
+"""The queue message codec: a job message to JSON text and back."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from jobs.errors import InvalidMessage, MessageTooLarge
+from jobs.models import JobMessage
+
+# A queue message may hold 64 KiB once base64-encoded, so 48 KiB of UTF-8 text.
+MAX_MESSAGE_BYTES = 48 * 1024
+
+
+def encode_message(message: JobMessage) -> str:
+    """The message as compact JSON; raises MessageTooLarge past the queue's limit."""
+    text = json.dumps(
+        {
+            "job_id": message.job_id,
+            "job_type": message.job_type,
+            "customer_id": message.customer_id,
+            "payload": message.payload,
+            "submitted_at": message.submitted_at.isoformat(),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"the job message would exceed {MAX_MESSAGE_BYTES} bytes")
+    return text
+
+
+def decode_message(body: bytes) -> JobMessage:
+    """Parse a message body; any malformed body raises InvalidMessage."""
+    try:
+        data = json.loads(body)
+        return JobMessage(
+            job_id=_text(data, "job_id"),
+            job_type=_text(data, "job_type"),
+            customer_id=_text(data, "customer_id"),
+            payload=dict(data.get("payload") or {}),
+            submitted_at=datetime.fromisoformat(_text(data, "submitted_at")),
+        )
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InvalidMessage(f"not a job message: {e}") from e
+
+
+def decode_job_id(body: bytes) -> str:
+    """Only the job id of a message, for the poison handler; raises InvalidMessage."""
+    try:
+        return _text(json.loads(body), "job_id")
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InvalidMessage(f"not a job message: {e}") from e
+
+
+def _text(data: Any, key: str) -> str:
+    value = data[key] if isinstance(data, dict) and key in data else None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"missing or empty {key!r}")
+    return value

@@ -1,0 +1,195 @@
+"""Job status, the stored job record, and the models at the HTTP edge."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jobs.handlers import known_job_types
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; stored explicitly on the row."""
+
+    #: Written by the submit function; the message is on its way to the worker.
+    ACCEPTED = "accepted"
+    #: A worker delivery claimed the job and runs its handler.
+    RUNNING = "running"
+    #: The handler returned a result. Terminal.
+    COMPLETED = "completed"
+    #: The handler failed for good, or the message was poisoned. Terminal.
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed: a short machine-readable code and a sentence for people."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Which queue delivery runs the job: the message id and its dequeue count."""
+
+    message_id: str
+    dequeue_count: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job's status row, as the store reads and writes it."""
+
+    job_id: str
+    status: JobStatus
+    job_type: str
+    customer_id: str
+    submitted_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    claim: Claim | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """What the submit function puts on the queue and a handler receives."""
+
+    job_id: str
+    job_type: str
+    customer_id: str
+    payload: dict[str, Any]
+    submitted_at: datetime
+
+
+class JobSubmissionRequest(BaseModel):
+    """The body of POST /api/jobs."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=lambda schema: _document_job_types(schema),
+    )
+
+    job_type: str = Field(description="A registered job type.", examples=["thumbnail"])
+    # Table keys may not hold / \ # ? or control characters, and the id is a key part.
+    customer_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^/\\#?\x00-\x1f\x7f-\x9f]+$",
+        description="1-128 characters, none of / \\ # ? or control characters.",
+        examples=["cust-123"],
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Job-specific input, passed to the handler unchanged.",
+        examples=[{"asset_url": "https://example.invalid/image.png"}],
+    )
+
+    @field_validator("job_type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        known = known_job_types()
+        if value not in known:
+            raise ValueError(f"unknown job_type {value!r}; known types: {', '.join(known)}")
+        return value
+
+
+    @field_validator("payload")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError as e:
+            raise ValueError("payload must be plain JSON: NaN and Infinity are not allowed") from e
+        return value
+
+
+def is_job_id(value: str) -> bool:
+    """Whether `value` is a job id as this app makes them: a lowercase canonical UUID."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _document_job_types(schema: dict[str, Any]) -> None:
+    schema["properties"]["job_type"]["enum"] = known_job_types()
+
+
+class JobAccepted(BaseModel):
+    """The 202 answer to a submit."""
+
+    status: Literal["accepted"] = "accepted"
+    job_id: str = Field(examples=["0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11"])
+    status_url: str = Field(examples=["http://localhost:7071/api/jobs/0b7c6c1e-..."])
+
+
+class JobErrorView(BaseModel):
+    code: str
+    message: str
+
+
+class JobView(BaseModel):
+    """The job record as GET /api/jobs/{job_id} shows it."""
+
+    job_id: str
+    status: JobStatus
+    job_type: str
+    customer_id: str
+    submitted_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int
+    result: dict[str, Any] | None = None
+    error: JobErrorView | None = None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobView:
+        """Build the public view of a stored record, dropping internal fields."""
+        error = None
+        if record.error is not None:
+            error = JobErrorView(code=record.error.code, message=record.error.message)
+        return cls(
+            job_id=record.job_id,
+            status=record.status,
+            job_type=record.job_type,
+            customer_id=record.customer_id,
+            submitted_at=record.submitted_at,
+            updated_at=record.updated_at,
+            started_at=record.started_at,
+            completed_at=record.completed_at,
+            attempts=record.attempts,
+            result=record.result,
+            error=error,
+        )
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the azure-functions-validation envelope."""
+
+    detail: list[ErrorDetail]
+    error_format_version: int = 1

@@ -1,0 +1,196 @@
+"""The job status store on Azure Table Storage.
+
+Each job is its own partition (PartitionKey = job id), so load spreads over partitions and
+no single partition's throughput target caps the app. Every change is a conditional merge
+on the ETag the change was decided from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from jobs.errors import JobNotFound, StorageUnavailable
+from jobs.models import Claim, JobError, JobRecord, JobStatus
+from jobs.settings import get_settings
+
+ROW_KEY = "job"
+# A string property holds 64 KiB of UTF-16: 32K characters.
+MAX_TEXT_PROPERTY = 32 * 1024
+# Fail fast while storage is down, so a client gets its 503 in about a second.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "connection_timeout": 5,
+    "read_timeout": 20,
+}
+
+Decide = Callable[[JobRecord], JobRecord | None]
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A record with the ETag of the row it was read from or written to."""
+
+    record: JobRecord
+    etag: str
+    #: True when this record was just written, not only read.
+    written: bool = False
+
+
+class JobStore:
+    """Reads and writes job rows; build one per process and reuse it."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    @classmethod
+    def connect(cls, connection_string: str, table_name: str) -> JobStore:
+        """Connect and create the table if it is missing."""
+        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        with _storage_errors():
+            service.create_table_if_not_exists(table_name)
+        return cls(service.get_table_client(table_name))
+
+    def insert(self, record: JobRecord) -> Versioned:
+        """Write a new job row; its id must be new."""
+        with _storage_errors():
+            meta = self._table.create_entity(to_entity(record))
+        return Versioned(record, meta["etag"], written=True)
+
+    def read(self, job_id: str) -> Versioned | None:
+        """The job's row, or None if there is none."""
+        with _storage_errors():
+            try:
+                entity = self._table.get_entity(job_id, ROW_KEY)
+            except ResourceNotFoundError:
+                return None
+        return Versioned(from_entity(entity), str(entity.metadata["etag"]))
+
+    def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
+        """Apply `decide` to the job and write its answer if the row did not change meanwhile.
+
+        `decide` gets the current record and returns the new one, or None to leave the row
+        as it is. On an ETag conflict the row is read again and `decide` runs again, so the
+        answer always rests on the latest state. `known` saves the first read.
+        Returns the record as last read or written; raises JobNotFound if there is no row.
+        """
+        current = known
+        while True:
+            current = current or self.read(job_id)
+            if current is None:
+                raise JobNotFound(job_id)
+            new = decide(current.record)
+            if new is None:
+                return current
+            try:
+                return self._write(new, current.etag)
+            except ResourceModifiedError:
+                current = None
+
+    def _write(self, record: JobRecord, etag: str) -> Versioned:
+        with _storage_errors():
+            meta = self._table.update_entity(
+                to_entity(record),
+                mode=UpdateMode.MERGE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        return Versioned(record, meta["etag"], written=True)
+
+
+@cache
+def default_store() -> JobStore:
+    """The process's store, built on first use from the settings and reused after."""
+    settings = get_settings()
+    return JobStore.connect(settings.storage_connection, settings.table_name)
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Turn transport failures and server errors into StorageUnavailable."""
+    try:
+        yield
+    except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
+        raise
+    except HttpResponseError as e:
+        if e.status_code is not None and e.status_code < 500:
+            raise
+        raise StorageUnavailable("Table Storage answered with a server error") from e
+    except AzureError as e:
+        raise StorageUnavailable("Table Storage is unreachable") from e
+
+
+def to_entity(record: JobRecord) -> dict[str, Any]:
+    """The table entity for a record; None fields are left out."""
+    entity: dict[str, Any] = {
+        "PartitionKey": record.job_id,
+        "RowKey": ROW_KEY,
+        "status": record.status.value,
+        "job_type": record.job_type,
+        "customer_id": record.customer_id,
+        "submitted_at": record.submitted_at,
+        "updated_at": record.updated_at,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "attempts": record.attempts,
+    }
+    if record.result is not None:
+        entity["result"] = json.dumps(record.result, separators=(",", ":"))
+    if record.error is not None:
+        entity["error_code"] = record.error.code
+        entity["error_message"] = record.error.message
+    if record.claim is not None:
+        entity["claim_message_id"] = record.claim.message_id
+        entity["claim_dequeue_count"] = record.claim.dequeue_count
+    return {key: value for key, value in entity.items() if value is not None}
+
+
+def from_entity(entity: dict[str, Any]) -> JobRecord:
+    """The record a table entity holds."""
+    return JobRecord(
+        job_id=entity["PartitionKey"],
+        status=JobStatus(entity["status"]),
+        job_type=entity["job_type"],
+        customer_id=entity["customer_id"],
+        submitted_at=entity["submitted_at"],
+        updated_at=entity["updated_at"],
+        started_at=_utc(entity.get("started_at")),
+        completed_at=_utc(entity.get("completed_at")),
+        attempts=int(entity.get("attempts", 0)),
+        result=json.loads(entity["result"]) if "result" in entity else None,
+        error=_error(entity),
+        claim=_claim(entity),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # The SDK returns its own datetime subclass; a plain datetime compares and prints cleanly.
+    return None if value is None else datetime.fromtimestamp(value.timestamp(), value.tzinfo)
+
+
+def _error(entity: dict[str, Any]) -> JobError | None:
+    if "error_code" not in entity:
+        return None
+    return JobError(code=entity["error_code"], message=entity.get("error_message", ""))
+
+
+def _claim(entity: dict[str, Any]) -> Claim | None:
+    if "claim_message_id" not in entity:
+        return None
+    return Claim(entity["claim_message_id"], int(entity["claim_dequeue_count"]))

@@ -1,0 +1,70 @@
+"""Fixtures shared by every test tier: a private Azurite, and the app wired to it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient, TableServiceClient
+
+from tests.support.azurite import Azurite
+
+# The app reads its settings when function_app is imported; a test points them at its own
+# Azurite and table before each call (see `app_settings`).
+os.environ.setdefault("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One in-memory Azurite on free loopback ports; tests keep apart by unique names."""
+    emulator = Azurite()
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_connection(azurite: Azurite) -> str:
+    return azurite.connection_string
+
+
+def unique_name(prefix: str) -> str:
+    """A table or queue name no other test uses (letters and digits only)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def app_settings(storage_connection: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the app at the test Azurite and a table of this test's own; yields the table name."""
+    from jobs.settings import get_settings
+    from jobs.store import default_store
+
+    table_name = unique_name("jobs")
+    monkeypatch.setenv("AzureWebJobsStorage", storage_connection)
+    monkeypatch.setenv("JOBS_TABLE_NAME", table_name)
+    get_settings.cache_clear()
+    default_store.cache_clear()
+    yield table_name
+    get_settings.cache_clear()
+    default_store.cache_clear()
+    TableServiceClient.from_connection_string(storage_connection).delete_table(table_name)
+
+
+@pytest.fixture
+def table(app_settings: str, storage_connection: str) -> TableClient:
+    """The test's job table, read directly with azure-data-tables."""
+    client = TableClient.from_connection_string(storage_connection, table_name=app_settings)
+    client.create_table()
+    return client
+
+
+@pytest.fixture(scope="session")
+def functions() -> dict[str, Callable[..., Any]]:
+    """The app's functions by name, as the host invokes them."""
+    import function_app
+    from tests.support.functions import user_functions
+
+    return user_functions(function_app.app)

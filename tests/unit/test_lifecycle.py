@@ -1,0 +1,62 @@
+"""The transition table and the claim rule, without storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from jobs import lifecycle
+from jobs.errors import InvalidTransition
+from jobs.models import Claim, JobError, JobRecord, JobStatus
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+
+
+def record(status: JobStatus = JobStatus.ACCEPTED, claim: Claim | None = None) -> JobRecord:
+    return JobRecord("j1", status, "thumbnail", "c", NOW, NOW, claim=claim)
+
+
+def test_lifecycle_terminal_statuses_allow_no_move() -> None:
+    for status in (JobStatus.COMPLETED, JobStatus.FAILED):
+        for to in JobStatus:
+            with pytest.raises(InvalidTransition):
+                lifecycle.advance(record(status), to, now=LATER)
+
+
+def test_lifecycle_accepted_cannot_complete_without_running() -> None:
+    with pytest.raises(InvalidTransition):
+        lifecycle.complete(record(), {"x": 1}, now=LATER)
+
+
+def test_lifecycle_start_counts_attempt_and_keeps_first_start() -> None:
+    first = lifecycle.start(record(), Claim("m", 1), now=NOW)
+    second = lifecycle.start(first, Claim("m", 2), now=LATER)
+    assert (second.status, second.attempts, second.started_at) == (JobStatus.RUNNING, 2, NOW)
+    assert second.updated_at == LATER and second.claim == Claim("m", 2)
+
+
+def test_lifecycle_complete_and_fail_set_completed_at() -> None:
+    running = lifecycle.start(record(), Claim("m", 1), now=NOW)
+    done = lifecycle.complete(running, {"a": 1}, now=LATER)
+    failed = lifecycle.fail(running, JobError("x", "y"), now=LATER)
+    assert (done.status, done.result, done.completed_at) == (JobStatus.COMPLETED, {"a": 1}, LATER)
+    assert (failed.status, failed.error, failed.completed_at) == (
+        JobStatus.FAILED, JobError("x", "y"), LATER)
+
+
+@pytest.mark.parametrize(
+    ("status", "owner", "claim", "expected"),
+    [
+        (JobStatus.ACCEPTED, None, Claim("m", 1), True),
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 2), True),  # a crashed attempt's redelivery
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), False),  # the same delivery again
+        (JobStatus.RUNNING, Claim("m", 1), Claim("copy", 5), False),  # an overlapping copy
+        (JobStatus.COMPLETED, Claim("m", 1), Claim("m", 2), False),
+        (JobStatus.FAILED, Claim("m", 1), Claim("m", 2), False),
+    ],
+)
+def test_lifecycle_may_claim(status: JobStatus, owner: Claim | None, claim: Claim,
+                             expected: bool) -> None:
+    assert lifecycle.may_claim(record(status, owner), claim) is expected

@@ -1,0 +1,74 @@
+"""The queue message codec and the request model, without storage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from jobs.errors import InvalidMessage, MessageTooLarge
+from jobs.messages import MAX_MESSAGE_BYTES, decode_job_id, decode_message, encode_message
+from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
+
+MESSAGE = JobMessage("id-1", "thumbnail", "cust", {"k": ["v", 1]},
+                     datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_messages_round_trip() -> None:
+    assert decode_message(encode_message(MESSAGE).encode()) == MESSAGE
+
+
+def test_messages_encode_refuses_more_than_the_queue_holds() -> None:
+    big = JobMessage("id", "t", "c", {"b": "x" * MAX_MESSAGE_BYTES}, MESSAGE.submitted_at)
+    with pytest.raises(MessageTooLarge):
+        encode_message(big)
+
+
+@pytest.mark.parametrize("body", [b"", b"nope", b"[]", b"{}", b'{"job_id": 5}',
+                                  b'{"job_id":"a","job_type":"t","customer_id":"c",'
+                                  b'"submitted_at":"yesterday"}', b"\xff\xfe"])
+def test_messages_decode_rejects_malformed(body: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        decode_message(body)
+
+
+def test_messages_decode_job_id_needs_only_the_id() -> None:
+    assert decode_job_id(b'{"job_id": "abc"}') == "abc"
+    with pytest.raises(InvalidMessage):
+        decode_job_id(b'{"job": "abc"}')
+
+
+def test_models_request_payload_defaults_to_empty_object() -> None:
+    request = JobSubmissionRequest.model_validate({"job_type": "thumbnail", "customer_id": "c"})
+    assert request.payload == {}
+
+
+def test_models_request_schema_lists_job_types_and_forbids_extra() -> None:
+    schema = JobSubmissionRequest.model_json_schema()
+    assert schema["properties"]["job_type"]["enum"] == ["thumbnail"]
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("customer_id", ["a?b", "a#b", "a\\b", "tab\there", "\x7f"])
+def test_models_request_refuses_key_unsafe_customer_ids(customer_id: str) -> None:
+    with pytest.raises(ValidationError):
+        JobSubmissionRequest.model_validate({"job_type": "thumbnail", "customer_id": customer_id})
+
+
+def test_models_request_refuses_non_finite_numbers() -> None:
+    with pytest.raises(ValidationError, match="NaN and Infinity"):
+        JobSubmissionRequest.model_validate(
+            json.loads('{"job_type":"thumbnail","customer_id":"c","payload":{"x":Infinity}}'))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11", True),
+    ("0B7C6C1E-5B8A-4C39-9A53-3F1F4F0F3F11", False),
+    ("{0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11}", False),
+    ("0b7c6c1e5b8a4c399a533f1f4f0f3f11", False),
+    ("", False),
+])
+def test_models_is_job_id_wants_canonical_uuid(value: str, expected: bool) -> None:
+    assert is_job_id(value) is expected
