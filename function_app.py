@@ -7,6 +7,7 @@ azure-functions-validation 0.16: @validate_http must sit below every @app.* bind
 
 from __future__ import annotations
 
+from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -15,16 +16,27 @@ from azure_functions_validation import validate_http
 from pydantic import BaseModel
 
 from jobs import worker
-from jobs.errors import MessageTooLarge, StorageUnavailable
+from jobs.cancellation import cancel
+from jobs.errors import (
+    IdempotencyKeyReused,
+    InvalidTransition,
+    JobNotFound,
+    MessageTooLarge,
+    StorageUnavailable,
+)
 from jobs.handlers import load_handler_modules
+from jobs.headers import correlation_id, is_idempotency_key
+from jobs.logs import configure_logging, log_context
 from jobs.models import (
     ErrorBody,
     ErrorDetail,
     JobAccepted,
+    JobRecord,
     JobSubmissionRequest,
     JobView,
     is_job_id,
 )
+from jobs.retention import purge_expired
 from jobs.settings import get_settings
 from jobs.store import default_store
 from jobs.submission import submit
@@ -35,9 +47,22 @@ MAX_BODY_BYTES = 47 * 1024
 JOB_QUEUE = "job-requests"
 POISON_QUEUE = f"{JOB_QUEUE}-poison"
 RETRY_AFTER_SECONDS = "1"
+STORAGE = "AzureWebJobsStorage"
+UNAVAILABLE = (503, "job storage is unavailable; retry later", "unavailable")
+NOT_FOUND = (404, "job not found", "not_found")
+HEADER_PARAMETERS = [
+    {"name": "Idempotency-Key", "in": "header", "required": False,
+     "description": "1-255 printable ASCII characters; a repeat replays the first job.",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+    {"name": "X-Correlation-Id", "in": "header", "required": False,
+     "description": "Used when no W3C traceparent header is sent.",
+     "schema": {"type": "string", "maxLength": 128}},
+]
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-load_handler_modules(get_settings().handler_modules)
+configure_logging()
+settings = get_settings()
+load_handler_modules(settings.handler_modules)
+app = func.FunctionApp(http_auth_level=func.AuthLevel[settings.auth_level])
 
 
 @app.route(route="jobs", methods=["POST"])
@@ -45,68 +70,126 @@ load_handler_modules(get_settings().handler_modules)
     summary="Submit a queue-backed job",
     description="Validates the job, writes an accepted status row, and queues it for the worker.",
     tags=["jobs"],
+    parameters=HEADER_PARAMETERS,
     requests=JobSubmissionRequest,
     # validate_http documents its own 422.
     responses={202: JobAccepted, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody},
 )
-@app.queue_output(arg_name="job_message", queue_name=JOB_QUEUE, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="job_message", queue_name=JOB_QUEUE, connection=STORAGE)
 @validate_http(
     body=JobSubmissionRequest, max_body_bytes=MAX_BODY_BYTES, require_json_content_type=True
 )
 def submit_job(
-    req: func.HttpRequest, body: JobSubmissionRequest, job_message: func.Out[str]
+    req: func.HttpRequest, body: JobSubmissionRequest, job_message: func.Out[str],
+    context: func.Context,
 ) -> func.HttpResponse:
-    try:
-        record, message = submit(default_store(), body)
-    except MessageTooLarge as e:
-        return error_response(413, str(e), "payload_too_large")
-    except StorageUnavailable:
-        return error_response(503, "job storage is unavailable; retry later", "unavailable")
-    job_message.set(message)
+    key = req.headers.get("Idempotency-Key")
+    if key is not None and not is_idempotency_key(key):
+        return error_response(400, "Idempotency-Key must be 1-255 printable ASCII characters",
+                              "invalid_idempotency_key")
+    trace = correlation_id(req.headers.get("traceparent"), req.headers.get("X-Correlation-Id"))
+    with log_context(correlation_id=trace, invocation_id=context.invocation_id):
+        try:
+            submitted = submit(default_store(), body, correlation_id=trace, idempotency_key=key)
+        except MessageTooLarge as e:
+            return error_response(413, str(e), "payload_too_large")
+        except IdempotencyKeyReused as e:
+            return error_response(422, str(e), "idempotency_key_reused")
+        except StorageUnavailable:
+            return error_response(*UNAVAILABLE)
+    if submitted.message is not None:
+        job_message.set(submitted.message)
+    record = submitted.record
     status_url = job_url(req.url, record.job_id)
-    accepted = JobAccepted(job_id=record.job_id, status_url=status_url)
-    headers = {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS}
-    return json_response(202, accepted, headers)
+    headers = {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS,
+               "X-Correlation-Id": record.correlation_id}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(202, JobAccepted(job_id=record.job_id, status_url=status_url), headers)
 
 
 @app.route(route="jobs/{job_id}", methods=["GET"])
 @openapi(
     summary="Get a job's status",
-    description="The job record: accepted, running, completed with its result, or failed.",
+    description="The job record in any state; Retry-After while it is not finished, "
+    "Expires once it is.",
     tags=["jobs"],
     responses={200: JobView, 404: ErrorBody, 503: ErrorBody},
 )
 def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
     job_id = req.route_params.get("job_id", "")
     if not is_job_id(job_id):
-        return error_response(404, "job not found", "not_found")
+        return error_response(*NOT_FOUND)
     try:
         found = default_store().read(job_id)
     except StorageUnavailable:
-        return error_response(503, "job storage is unavailable; retry later", "unavailable")
+        return error_response(*UNAVAILABLE)
     if found is None:
-        return error_response(404, "job not found", "not_found")
-    return json_response(200, JobView.of(found.record))
+        return error_response(*NOT_FOUND)
+    return record_response(found.record)
 
 
-@app.queue_trigger(arg_name="msg", queue_name=JOB_QUEUE, connection="AzureWebJobsStorage")
-def process_job(msg: func.QueueMessage) -> None:
-    delivery = worker.Delivery(msg.id or "", msg.get_body(), msg.dequeue_count or 1)
-    worker.process(default_store(), delivery, max_dequeue_count=get_settings().max_dequeue_count)
+@app.route(route="jobs/{job_id}", methods=["DELETE"])
+@openapi(
+    summary="Cancel a job",
+    description="An accepted or running job becomes cancelled; a finished job gets 409.",
+    tags=["jobs"],
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody},
+)
+def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
+    job_id = req.route_params.get("job_id", "")
+    if not is_job_id(job_id):
+        return error_response(*NOT_FOUND)
+    try:
+        record = cancel(default_store(), job_id, settings=settings)
+    except JobNotFound:
+        return error_response(*NOT_FOUND)
+    except InvalidTransition:
+        return error_response(409, "the job has already finished", "conflict")
+    except StorageUnavailable:
+        return error_response(*UNAVAILABLE)
+    return record_response(record)
 
 
-@app.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
-def fail_poisoned_job(msg: func.QueueMessage) -> None:
-    worker.fail_poisoned(default_store(), msg.get_body())
+@app.queue_trigger(arg_name="msg", queue_name=JOB_QUEUE, connection=STORAGE)
+def process_job(msg: func.QueueMessage, context: func.Context) -> None:
+    dequeue_count = msg.dequeue_count or 1
+    delivery = worker.Delivery(msg.id or "", msg.get_body(), dequeue_count)
+    with log_context(invocation_id=context.invocation_id, dequeue_count=dequeue_count):
+        worker.process(default_store(), delivery, settings=settings)
 
 
-register_openapi_routes(app, title="Queue-backed job API", version="1.0.0")
+@app.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=STORAGE)
+def fail_poisoned_job(msg: func.QueueMessage, context: func.Context) -> None:
+    with log_context(invocation_id=context.invocation_id, message_id=msg.id):
+        worker.fail_poisoned(default_store(), msg.get_body(), settings=settings)
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 0 * * * *", run_on_startup=False)
+def purge_expired_jobs(timer: func.TimerRequest, context: func.Context) -> None:
+    with log_context(invocation_id=context.invocation_id):
+        purge_expired(default_store(), settings=settings)
+
+
+register_openapi_routes(
+    app, title="Queue-backed job API", version="1.0.0",
+    auth_level=func.AuthLevel[settings.auth_level],
+)
 
 
 def job_url(request_url: str, job_id: str) -> str:
     """The absolute status URL of a job, from the URL its submit request came in on."""
     parts = urlsplit(request_url)
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{job_id}"
+
+
+def record_response(record: JobRecord) -> func.HttpResponse:
+    """200 with the job; Retry-After while it can still change, Expires once it cannot."""
+    if record.expires_at is not None:
+        headers = {"Expires": format_datetime(record.expires_at, usegmt=True)}
+    else:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    return json_response(200, JobView.of(record), headers)
 
 
 def json_response(

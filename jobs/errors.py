@@ -27,6 +27,14 @@ class MessageTooLarge(JobsError):
     """The queue message for a job would exceed the queue's size limit."""
 
 
+class IdempotencyKeyReused(JobsError):
+    """An Idempotency-Key came back with a different request body."""
+
+
+class JobCancelled(JobsError):
+    """The job was cancelled while its handler ran; raised to the handler by progress reports."""
+
+
 class JobFailed(JobsError):
     """Raised by a handler for a failure that retrying cannot fix."""
 

@@ -1,21 +1,29 @@
 """The registry of job types: each maps to a handler that receives the job and returns its result.
 
-A handler returns a JSON-serialisable dict. It raises `JobFailed` for a failure that retrying
-cannot fix; any other exception counts as transient, and the queue delivers the job again.
+A handler gets the job message and a `progress(percent, message)` callable, and returns a
+JSON-serialisable dict. It raises `JobFailed` for a failure that retrying cannot fix; any
+other exception counts as transient, and the queue delivers the job again. `progress`
+raises `JobCancelled` once the job was cancelled, which stops the handler.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.settings import get_settings
 
 if TYPE_CHECKING:
     from jobs.models import JobMessage
 
-Handler = Callable[["JobMessage"], dict[str, Any]]
+
+
+class ReportProgress(Protocol):
+    def __call__(self, percent: int, message: str = "") -> None: ...
+
+
+Handler = Callable[["JobMessage", ReportProgress], dict[str, Any]]
 
 _handlers: dict[str, Handler] = {}
 
@@ -52,6 +60,7 @@ def load_handler_modules(names: tuple[str, ...]) -> None:
 
 
 @register("thumbnail")
-def make_thumbnail(job: JobMessage) -> dict[str, Any]:
+def make_thumbnail(job: JobMessage, progress: ReportProgress) -> dict[str, Any]:
     """The recipe's example: pretend to render a thumbnail and return where it lives."""
+    progress(50, "rendering thumbnail")
     return {"artifactUrl": f"{get_settings().artifact_base_url}/jobs/{job.job_id}.json"}

@@ -1,10 +1,92 @@
-"""Structured log fields; values travel as data on the record, never inside the message text."""
+"""Structured logging: JSON lines, with the invocation's context fields on every record.
+
+Values travel as data on the record (`extra=`), never formatted into the message text.
+`log_context` adds fields such as the correlation id to every record logged inside it,
+including those of libraries, so one invocation's lines can be found together.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
 from jobs.models import JobMessage, JobRecord
+
+_context: ContextVar[Mapping[str, Any]] = ContextVar("log_context", default=MappingProxyType({}))
+# Attributes every LogRecord has; anything else on a record is a structured field.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "log_context"}
 
 
 def job_fields(job: JobMessage | JobRecord) -> dict[str, str]:
     """The fields that identify a job in every log line about it."""
     return {"job_id": job.job_id, "job_type": job.job_type, "customer_id": job.customer_id}
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every record logged in this block (and in nested blocks)."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextLogRecord(logging.LogRecord):
+    """A log record that also answers with the fields of the `log_context` it was made in.
+
+    They are kept apart from the record's own attributes, so an explicit `extra=` field of
+    the same name wins instead of clashing.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log_context = dict(_context.get())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["log_context"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and every structured field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "log_context", {}),
+        }
+        line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging() -> None:
+    """Stamp context fields on every record; print JSON lines where no host handler exists.
+
+    Under the Functions host the root logger already has the worker's handler, which ships
+    records to the host; elsewhere (tests, the local host) a stderr handler prints JSON lines.
+    """
+    logging.setLogRecordFactory(ContextLogRecord)
+    # The SDKs log request URLs and headers at INFO: noise, and no place for storage details.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("jobs").setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)

@@ -22,6 +22,7 @@ def encode_message(message: JobMessage) -> str:
             "customer_id": message.customer_id,
             "payload": message.payload,
             "submitted_at": message.submitted_at.isoformat(),
+            "correlation_id": message.correlation_id,
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -42,15 +43,8 @@ def decode_message(body: bytes) -> JobMessage:
             customer_id=_text(data, "customer_id"),
             payload=dict(data.get("payload") or {}),
             submitted_at=datetime.fromisoformat(_text(data, "submitted_at")),
+            correlation_id=str(data.get("correlation_id") or ""),
         )
-    except (ValueError, TypeError, AttributeError) as e:
-        raise InvalidMessage(f"not a job message: {e}") from e
-
-
-def decode_job_id(body: bytes) -> str:
-    """Only the job id of a message, for the poison handler; raises InvalidMessage."""
-    try:
-        return _text(json.loads(body), "job_id")
     except (ValueError, TypeError, AttributeError) as e:
         raise InvalidMessage(f"not a job message: {e}") from e
 

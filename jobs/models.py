@@ -25,13 +25,15 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     #: The handler failed for good, or the message was poisoned. Terminal.
     FAILED = "failed"
+    #: The client cancelled the job before it finished. Terminal.
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,14 @@ class JobError:
 
     code: str
     message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a running handler says it is: 0-100 and a short note."""
+
+    percent: int
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,12 @@ class JobRecord:
     attempts: int = 0
     result: dict[str, Any] | None = None
     error: JobError | None = None
+    progress: Progress | None = None
+    correlation_id: str = ""
+    #: When a terminal job's row is purged.
+    expires_at: datetime | None = None
+    #: The partition key of the idempotency-key row that points at this job, if any.
+    idempotency_row: str | None = None
     claim: Claim | None = field(default=None, compare=False)
 
 
@@ -77,6 +93,7 @@ class JobMessage:
     customer_id: str
     payload: dict[str, Any]
     submitted_at: datetime
+    correlation_id: str = ""
 
 
 class JobSubmissionRequest(BaseModel):
@@ -146,6 +163,11 @@ class JobErrorView(BaseModel):
     message: str
 
 
+class ProgressView(BaseModel):
+    percent: int = Field(ge=0, le=100)
+    message: str
+
+
 class JobView(BaseModel):
     """The job record as GET /api/jobs/{job_id} shows it."""
 
@@ -160,13 +182,19 @@ class JobView(BaseModel):
     attempts: int
     result: dict[str, Any] | None = None
     error: JobErrorView | None = None
+    progress: ProgressView | None = None
+    correlation_id: str
+    expires_at: datetime | None = None
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
         """Build the public view of a stored record, dropping internal fields."""
-        error = None
+        error = progress = None
         if record.error is not None:
             error = JobErrorView(code=record.error.code, message=record.error.message)
+        if record.progress is not None:
+            progress = ProgressView(
+                percent=record.progress.percent, message=record.progress.message)
         return cls(
             job_id=record.job_id,
             status=record.status,
@@ -179,6 +207,9 @@ class JobView(BaseModel):
             attempts=record.attempts,
             result=record.result,
             error=error,
+            progress=progress,
+            correlation_id=record.correlation_id,
+            expires_at=record.expires_at,
         )
 
 

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
@@ -28,6 +29,10 @@ class Settings:
     artifact_base_url: str = "https://example.invalid"
     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
     handler_modules: tuple[str, ...] = ()
+    #: How long a finished job stays readable, and how long an accepted job may wait.
+    retention: timedelta = timedelta(hours=168)
+    #: The auth level of every HTTP route: ANONYMOUS or FUNCTION.
+    auth_level: str = "ANONYMOUS"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -42,6 +47,8 @@ class Settings:
             artifact_base_url=env.get("ARTIFACT_BASE_URL", "https://example.invalid").rstrip("/"),
             max_dequeue_count=_max_dequeue_count(env),
             handler_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
+            retention=timedelta(hours=float(env.get("JOB_RETENTION_HOURS", "168"))),
+            auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "ANONYMOUS")),
         )
 
 
@@ -49,6 +56,13 @@ class Settings:
 def get_settings() -> Settings:
     """The process's settings, read on first use."""
     return Settings.from_env(os.environ)
+
+
+def _auth_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in {"ANONYMOUS", "FUNCTION"}:
+        raise ValueError(f"JOBS_AUTH_LEVEL must be ANONYMOUS or FUNCTION, not {value!r}")
+    return level
 
 
 def _max_dequeue_count(env: Mapping[str, str]) -> int:

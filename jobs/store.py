@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -26,10 +26,11 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from jobs.errors import JobNotFound, StorageUnavailable
-from jobs.models import Claim, JobError, JobRecord, JobStatus
+from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
 from jobs.settings import get_settings
 
 ROW_KEY = "job"
+KEY_ROW_KEY = "key"
 # A string property holds 64 KiB of UTF-16: 32K characters.
 MAX_TEXT_PROPERTY = 32 * 1024
 # Fail fast while storage is down, so a client gets its 503 in about a second.
@@ -41,6 +42,16 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 Decide = Callable[[JobRecord], JobRecord | None]
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's Idempotency-Key row: which job it made, from which body, with which message."""
+
+    row: str
+    job_id: str
+    fingerprint: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,55 @@ class JobStore:
             except ResourceNotFoundError:
                 return None
         return Versioned(from_entity(entity), str(entity.metadata["etag"]))
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job's row; a missing row is fine."""
+        with _storage_errors():
+            self._table.delete_entity(job_id, ROW_KEY)
+
+    def insert_key(self, key: IdempotencyKey) -> bool:
+        """Write a new idempotency-key row; False if the key already has one."""
+        entity = {
+            "PartitionKey": key.row,
+            "RowKey": KEY_ROW_KEY,
+            "job_id": key.job_id,
+            "fingerprint": key.fingerprint,
+            "message": key.message.encode(),
+        }
+        with _storage_errors():
+            try:
+                self._table.create_entity(entity)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def read_key(self, row: str) -> IdempotencyKey | None:
+        """The idempotency-key row, or None."""
+        with _storage_errors():
+            try:
+                entity = self._table.get_entity(row, KEY_ROW_KEY)
+            except ResourceNotFoundError:
+                return None
+        message = bytes(entity["message"]).decode()
+        return IdempotencyKey(row, entity["job_id"], entity["fingerprint"], message)
+
+    def delete_key(self, row: str) -> None:
+        """Delete an idempotency-key row; a missing row is fine."""
+        with _storage_errors():
+            self._table.delete_entity(row, KEY_ROW_KEY)
+
+    def expired(self, now: datetime, accepted_before: datetime) -> Iterator[JobRecord]:
+        """Jobs to purge: finished ones past `expires_at`, and accepted ones older than a cutoff.
+
+        Every job is its own partition, so this is a scan of the whole table.
+        """
+        query = (
+            f"RowKey eq '{ROW_KEY}' and ((expires_at le datetime'{_odata(now)}') or "
+            f"(status eq 'accepted' and submitted_at le datetime'{_odata(accepted_before)}'))"
+        )
+        with _storage_errors():
+            for entity in self._table.query_entities(query):
+                yield from_entity(entity)
 
     def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
         """Apply `decide` to the job and write its answer if the row did not change meanwhile.
@@ -158,6 +218,12 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
     if record.claim is not None:
         entity["claim_message_id"] = record.claim.message_id
         entity["claim_dequeue_count"] = record.claim.dequeue_count
+    if record.progress is not None:
+        entity["progress_percent"] = record.progress.percent
+        entity["progress_message"] = record.progress.message
+    entity["correlation_id"] = record.correlation_id
+    entity["expires_at"] = record.expires_at
+    entity["idempotency_row"] = record.idempotency_row
     return {key: value for key, value in entity.items() if value is not None}
 
 
@@ -175,6 +241,10 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         attempts=int(entity.get("attempts", 0)),
         result=json.loads(entity["result"]) if "result" in entity else None,
         error=_error(entity),
+        progress=_progress(entity),
+        correlation_id=entity.get("correlation_id", ""),
+        expires_at=_utc(entity.get("expires_at")),
+        idempotency_row=entity.get("idempotency_row"),
         claim=_claim(entity),
     )
 
@@ -188,6 +258,16 @@ def _error(entity: dict[str, Any]) -> JobError | None:
     if "error_code" not in entity:
         return None
     return JobError(code=entity["error_code"], message=entity.get("error_message", ""))
+
+
+def _progress(entity: dict[str, Any]) -> Progress | None:
+    if "progress_percent" not in entity:
+        return None
+    return Progress(int(entity["progress_percent"]), entity.get("progress_message", ""))
+
+
+def _odata(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _claim(entity: dict[str, Any]) -> Claim | None:

@@ -3,7 +3,8 @@
 Delivery is at least once. The claim and every later write are conditional updates, so a
 repeated or overlapping delivery can neither run a claimed job again nor move a finished
 job back. A transient handler error re-raises so the host retries the message; on the last
-allowed delivery the job is marked failed first.
+allowed delivery the job is marked failed first. A job cancelled while it runs stays
+cancelled: its result is dropped.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from enum import StrEnum
 from typing import Any
 
 from jobs import lifecycle
-from jobs.errors import InvalidMessage, JobFailed, JobNotFound
+from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
-from jobs.logs import job_fields
-from jobs.messages import decode_job_id, decode_message
-from jobs.models import Claim, JobError, JobMessage, JobRecord
+from jobs.logs import job_fields, log_context
+from jobs.messages import decode_message
+from jobs.models import Claim, JobError, JobMessage, JobRecord, Progress
+from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, JobStore, Versioned
 
 log = logging.getLogger(__name__)
+MAX_PROGRESS_MESSAGE = 200
 
 
 @dataclass(frozen=True)
@@ -42,113 +45,116 @@ class Outcome(StrEnum):
     COMPLETED = "completed"
     #: The job was marked failed.
     FAILED = "failed"
-    #: The job is finished or another delivery runs it; nothing was done.
+    #: The job is finished, cancelled, or run by another delivery; nothing was done.
     SKIPPED = "skipped"
     #: The message names no job; it is dropped.
     DROPPED = "dropped"
 
 
 def process(
-    store: JobStore, delivery: Delivery, *, max_dequeue_count: int, clock: Clock = utcnow
+    store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow
 ) -> Outcome:
     """Run one delivery of a job message; see the module docstring for the rules."""
     try:
         message = decode_message(delivery.body)
     except InvalidMessage as e:
-        log.warning("dropped a malformed message", extra=_delivery_fields(delivery, e))
+        extra = {"message_id": delivery.message_id, "reason": str(e)}
+        log.warning("dropped a malformed message", extra=extra)
         return Outcome.DROPPED
-    claim = Claim(delivery.message_id, delivery.dequeue_count)
-    claimed = _claim(store, message, claim, clock)
-    if claimed is None:
-        return Outcome.SKIPPED
-    last_try = delivery.dequeue_count >= max_dequeue_count
-    return _run(store, message, claimed, last_try=last_try, clock=clock)
+    with log_context(correlation_id=message.correlation_id, **job_fields(message)):
+        run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
+                         settings=settings, clock=clock)
+        if run is None:
+            return Outcome.SKIPPED
+        return run.execute(last_try=delivery.dequeue_count >= settings.max_dequeue_count)
 
 
-def fail_poisoned(store: JobStore, body: bytes, *, clock: Clock = utcnow) -> Outcome:
-    """Mark the job of a poisoned message failed, unless it already finished."""
-    try:
-        job_id = decode_job_id(body)
-    except InvalidMessage as e:
-        log.warning("dropped a malformed poison message", extra={"reason": str(e)})
-        return Outcome.DROPPED
-    error = JobError("poisoned", "the job message failed every delivery and was poisoned")
+class _Run:
+    """One delivery's run of a job it claimed; it tracks the row's latest ETag."""
 
-    def decide(record: JobRecord) -> JobRecord | None:
-        return None if record.status.terminal else lifecycle.fail(record, error, now=clock())
+    def __init__(self, store: JobStore, message: JobMessage, current: Versioned, *,
+                 settings: Settings, clock: Clock) -> None:
+        self.store, self.message, self.current = store, message, current
+        self.settings, self.clock = settings, clock
 
-    try:
-        final = store.update(job_id, decide)
-    except JobNotFound:
-        log.warning("poison message names no job", extra={"job_id": job_id})
-        return Outcome.DROPPED
-    fields = {**job_fields(final.record), "status": final.record.status.value}
-    if not final.written:
-        log.info("poison message for a finished job", extra=fields)
-        return Outcome.SKIPPED
-    log.info("job failed: poisoned", extra=fields)
-    return Outcome.FAILED
+    @classmethod
+    def claim(cls, store: JobStore, message: JobMessage, claim: Claim, *,
+              settings: Settings, clock: Clock) -> _Run | None:
+        """Claim the job for this delivery, or None if it may not run now."""
+        def decide(record: JobRecord) -> JobRecord | None:
+            if not lifecycle.may_claim(record, claim):
+                return None
+            return lifecycle.start(record, claim, now=clock())
 
-
-def _claim(store: JobStore, message: JobMessage, claim: Claim, clock: Clock) -> Versioned | None:
-    def decide(record: JobRecord) -> JobRecord | None:
-        if not lifecycle.may_claim(record, claim):
+        try:
+            current = store.update(message.job_id, decide)
+        except JobNotFound:
+            log.warning("message names no job")
             return None
-        return lifecycle.start(record, claim, now=clock())
+        if not current.written:
+            status = current.record.status.value
+            log.info("skipped: job is finished or claimed by another delivery",
+                     extra={"status": status})
+            return None
+        log.info("job running", extra={"attempt": current.record.attempts})
+        return cls(store, message, current, settings=settings, clock=clock)
 
-    try:
-        current = store.update(message.job_id, decide)
-    except JobNotFound:
-        log.warning("message names no job", extra=job_fields(message))
-        return None
-    if not current.written:
-        fields = {**job_fields(message), "status": current.record.status.value}
-        log.info("skipped: job is finished or claimed by another delivery", extra=fields)
-        return None
-    log.info("job running", extra={**job_fields(message), "attempt": current.record.attempts})
-    return current
-
-
-def _run(
-    store: JobStore, message: JobMessage, claimed: Versioned, *, last_try: bool, clock: Clock
-) -> Outcome:
-    handler = find_handler(message.job_type)
-    try:
-        if handler is None:
-            raise JobFailed("unknown_job_type", f"no handler for job type {message.job_type!r}")
-        result = _checked_result(handler(message))
-    except JobFailed as e:
-        return _finish(store, claimed, JobError(e.code, e.message), clock)
-    except Exception as e:
-        if not last_try:
-            log.warning("handler failed; the queue retries", extra=job_fields(message))
+    def execute(self, *, last_try: bool) -> Outcome:
+        handler = find_handler(self.message.job_type)
+        try:
+            if handler is None:
+                raise JobFailed("unknown_job_type", "no handler for this job type")
+            result = _checked_result(handler(self.message, self.report_progress))
+        except JobCancelled:
+            log.info("job cancelled while running; stopped")
+            return Outcome.SKIPPED
+        except JobFailed as e:
+            return self.finish(JobError(e.code, e.message))
+        except Exception as e:
+            if not last_try:
+                log.warning("handler failed; the queue retries", exc_info=True)
+                raise
+            self.finish(JobError("retries_exhausted", f"{type(e).__name__} on every delivery"))
             raise
-        error = JobError("retries_exhausted", f"{type(e).__name__} on every delivery")
-        _finish(store, claimed, error, clock)
-        raise
-    return _finish(store, claimed, result, clock)
+        return self.finish(result)
 
+    def report_progress(self, percent: int, message: str = "") -> None:
+        """Store the handler's progress; raises JobCancelled if the job was cancelled."""
+        if not 0 <= percent <= 100:
+            raise ValueError("progress is a percentage, 0-100")
+        progress = Progress(percent, message[:MAX_PROGRESS_MESSAGE])
+        written = self._write(lambda r: lifecycle.report_progress(r, progress, now=self.clock()))
+        if not written:
+            raise JobCancelled(self.message.job_id)
 
-def _finish(
-    store: JobStore, claimed: Versioned, outcome: dict[str, Any] | JobError, clock: Clock
-) -> Outcome:
-    """Write the terminal state, unless the job stopped being this delivery's meanwhile."""
-    claim = claimed.record.claim
-
-    def decide(record: JobRecord) -> JobRecord | None:
-        if record.claim != claim or record.status.terminal:
-            return None
+    def finish(self, outcome: dict[str, Any] | JobError) -> Outcome:
+        """Write the terminal state, unless the job stopped being this run's meanwhile."""
+        retention = self.settings.retention
         if isinstance(outcome, JobError):
-            return lifecycle.fail(record, outcome, now=clock())
-        return lifecycle.complete(record, outcome, now=clock())
+            written = self._write(
+                lambda r: lifecycle.fail(r, outcome, now=self.clock(), retention=retention))
+        else:
+            written = self._write(
+                lambda r: lifecycle.complete(r, outcome, now=self.clock(), retention=retention))
+        status = self.current.record.status.value
+        if not written:
+            log.warning("outcome dropped: the job changed under this run",
+                        extra={"status": status})
+            return Outcome.SKIPPED
+        log.info("job %s", status, extra={"status": status})
+        return Outcome.FAILED if isinstance(outcome, JobError) else Outcome.COMPLETED
 
-    final = store.update(claimed.record.job_id, decide, known=claimed)
-    fields = {**job_fields(final.record), "status": final.record.status.value}
-    if not final.written:
-        log.warning("outcome dropped: the job changed under this delivery", extra=fields)
-        return Outcome.SKIPPED
-    log.info("job %s", final.record.status.value, extra=fields)
-    return Outcome.FAILED if isinstance(outcome, JobError) else Outcome.COMPLETED
+    def _write(self, change: lifecycle.Change) -> bool:
+        """Apply `change` while the job is still this run's; False once it is not."""
+        claim = self.current.record.claim
+
+        def decide(record: JobRecord) -> JobRecord | None:
+            if record.claim != claim or record.status.terminal:
+                return None
+            return change(record)
+
+        self.current = self.store.update(self.message.job_id, decide, known=self.current)
+        return self.current.written
 
 
 def _checked_result(result: Any) -> dict[str, Any]:
@@ -164,9 +170,31 @@ def _checked_result(result: Any) -> dict[str, Any]:
     return result
 
 
-def _delivery_fields(delivery: Delivery, reason: Exception) -> dict[str, Any]:
-    return {
-        "message_id": delivery.message_id,
-        "dequeue_count": delivery.dequeue_count,
-        "reason": str(reason),
-    }
+def fail_poisoned(
+    store: JobStore, body: bytes, *, settings: Settings, clock: Clock = utcnow
+) -> Outcome:
+    """Mark the job of a poisoned message failed, unless it already finished."""
+    try:
+        message = decode_message(body)
+    except InvalidMessage as e:
+        log.warning("dropped a malformed poison message", extra={"reason": str(e)})
+        return Outcome.DROPPED
+    error = JobError("poisoned", "the job message failed every delivery and was poisoned")
+
+    def decide(record: JobRecord) -> JobRecord | None:
+        if record.status.terminal:
+            return None
+        return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
+
+    with log_context(correlation_id=message.correlation_id, **job_fields(message)):
+        try:
+            final = store.update(message.job_id, decide)
+        except JobNotFound:
+            log.warning("poison message names no job")
+            return Outcome.DROPPED
+        if not final.written:
+            log.info("poison message for a finished job",
+                     extra={"status": final.record.status.value})
+            return Outcome.SKIPPED
+        log.error("job failed: poisoned", extra={"status": final.record.status.value})
+        return Outcome.FAILED

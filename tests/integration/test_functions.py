@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,45 +14,8 @@ from azure.data.tables import TableClient
 from jobs import handlers
 from jobs.errors import JobFailed
 from jobs.models import JobMessage
-from tests.support.functions import CapturingOut, get, post_json, queue_message, response_json
-
-Functions = dict[str, Callable[..., Any]]
-URL = "http://localhost:7071/api/jobs"
-EXAMPLE = {
-    "job_type": "thumbnail",
-    "customer_id": "cust-123",
-    "payload": {"asset_url": "https://example.invalid/image.png"},
-}
-
-
-def submit(functions: Functions, body: Any = None, **kwargs: Any) -> tuple[Any, CapturingOut]:
-    out = CapturingOut()
-    response = functions["submit_job"](post_json(URL, EXAMPLE if body is None else body, **kwargs),
-                                       job_message=out)
-    return response, out
-
-
-def status(functions: Functions, job_id: str) -> tuple[int, Any]:
-    response = functions["get_job_status"](get(f"{URL}/{job_id}", job_id=job_id))
-    return response.status_code, response_json(response)
-
-
-def rows(table: TableClient) -> list[dict[str, Any]]:
-    return list(table.list_entities())
-
-
-@pytest.fixture
-def registered() -> Iterator[Callable[[str, handlers.Handler], None]]:
-    """Register extra job types for one test."""
-    added: list[str] = []
-
-    def add(job_type: str, handler: handlers.Handler) -> None:
-        handlers.register(job_type)(handler)
-        added.append(job_type)
-
-    yield add
-    for job_type in added:
-        handlers.unregister(job_type)
+from tests.support.functions import queue_message, response_json
+from tests.support.jobs_api import EXAMPLE, URL, Functions, rows, status, submit
 
 
 def test_recipe_flow_submit_running_completed(functions: Functions, table: TableClient) -> None:
@@ -72,9 +35,9 @@ def test_recipe_flow_submit_running_completed(functions: Functions, table: Table
     handlers_before = handlers.find_handler("thumbnail")
     assert handlers_before is not None
 
-    def spy(job: JobMessage) -> dict[str, Any]:
+    def spy(job: JobMessage, progress: Any) -> dict[str, Any]:
         seen.append(status(functions, job.job_id)[1]["status"])
-        return handlers_before(job)
+        return handlers_before(job, progress)
 
     handlers.register("thumbnail")(spy)
     try:
@@ -192,19 +155,19 @@ def test_worker_duplicate_after_completion_does_nothing(
 
 
 def test_worker_overlapping_deliveries_run_handler_once(
-    functions: Functions, table: TableClient, registered: Callable[..., None]
+    functions: Functions, table: TableClient, register: Callable[..., None]
 ) -> None:
     entered = threading.Event()
     release = threading.Event()
     runs: list[str] = []
 
-    def slow(job: JobMessage) -> dict[str, Any]:
+    def slow(job: JobMessage, progress: Any) -> dict[str, Any]:
         runs.append(job.job_id)
         entered.set()
         assert release.wait(10)
         return {"ok": True}
 
-    registered("slow", slow)
+    register("slow", slow)
     _, out = submit(functions, {**EXAMPLE, "job_type": "slow"})
     message = out.get() or ""
     first = threading.Thread(target=functions["process_job"], args=(queue_message(message),))
@@ -219,15 +182,15 @@ def test_worker_overlapping_deliveries_run_handler_once(
 
 
 def test_worker_retries_transient_error_then_fails_on_last_attempt(
-    functions: Functions, table: TableClient, registered: Callable[..., None]
+    functions: Functions, table: TableClient, register: Callable[..., None]
 ) -> None:
     calls: list[int] = []
 
-    def flaky(job: JobMessage) -> dict[str, Any]:
+    def flaky(job: JobMessage, progress: Any) -> dict[str, Any]:
         calls.append(1)
         raise TimeoutError("downstream timed out")
 
-    registered("flaky", flaky)
+    register("flaky", flaky)
     _, out = submit(functions, {**EXAMPLE, "job_type": "flaky"})
     message_id = "message-1"
     for attempt in range(1, 5):
@@ -245,12 +208,12 @@ def test_worker_retries_transient_error_then_fails_on_last_attempt(
 
 
 def test_worker_permanent_error_fails_without_retry(
-    functions: Functions, table: TableClient, registered: Callable[..., None]
+    functions: Functions, table: TableClient, register: Callable[..., None]
 ) -> None:
-    def broken(job: JobMessage) -> dict[str, Any]:
+    def broken(job: JobMessage, progress: Any) -> dict[str, Any]:
         raise JobFailed("bad_asset", "the asset is not an image")
 
-    registered("broken", broken)
+    register("broken", broken)
     _, out = submit(functions, {**EXAMPLE, "job_type": "broken"})
     functions["process_job"](queue_message(out.get() or ""))
     code, record = status(functions, json.loads(out.get() or "")["job_id"])
@@ -304,6 +267,7 @@ def test_log_lines_carry_job_fields(
     functions["process_job"](queue_message(out.get() or ""))
     job_lines = [r for r in caplog.records if r.name.startswith("jobs")]
     assert [r.getMessage() for r in job_lines] == ["job accepted", "job running", "job completed"]
+    assert len({r.correlation_id for r in job_lines}) == 1  # type: ignore[attr-defined]
     for record in job_lines:
         assert record.job_type == "thumbnail"  # type: ignore[attr-defined]
         assert record.customer_id == "cust-123"  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from collections.abc import Callable
@@ -25,20 +26,71 @@ class CapturingOut(func.Out[str]):
         return self.value
 
 
+class InvocationContext(func.Context):
+    """The `context` argument the host passes: here only the invocation id matters."""
+
+    def __init__(self, function_name: str = "test") -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return "."
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return None
+
+
+class Timer(func.TimerRequest):
+    """The timer argument the host passes to a timer-triggered function."""
+
+    @property
+    def past_due(self) -> bool:
+        return False
+
+
 def user_functions(app: func.FunctionApp) -> dict[str, Callable[..., Any]]:
-    """Each function's name and the callable the host would invoke."""
+    """Each function's name and a callable that invokes it as the host would, with `context`."""
     built = [builder.build(app.auth_level) for builder in app._function_builders]
-    return {f.get_function_name(): f.get_user_function() for f in built}
+    return {f.get_function_name(): _with_context(f.get_user_function()) for f in built}
 
 
-def post_json(url: str, body: Any, *, content_type: str = "application/json") -> func.HttpRequest:
+def _with_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    if "context" not in inspect.signature(function).parameters:
+        return function
+
+    def invoke(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, context=InvocationContext(function.__name__), **kwargs)
+
+    return invoke
+
+
+def post_json(url: str, body: Any, *, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> func.HttpRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": content_type, "Content-Length": str(len(raw))}
+    headers = {"Content-Type": content_type, "Content-Length": str(len(raw)), **(headers or {})}
     return func.HttpRequest("POST", url, headers=headers, body=raw)
 
 
-def get(url: str, **route_params: str) -> func.HttpRequest:
-    return func.HttpRequest("GET", url, route_params=route_params, body=b"")
+def get(url: str, *, method: str = "GET", **route_params: str) -> func.HttpRequest:
+    return func.HttpRequest(method, url, route_params=route_params, body=b"")
 
 
 def queue_message(body: str | bytes, *, dequeue_count: int = 1, message_id: str | None = None

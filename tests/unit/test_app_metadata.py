@@ -32,6 +32,8 @@ def test_metadata_submit_job_bindings(bindings: dict[str, list[dict[str, Any]]])
 def test_metadata_worker_and_poison_triggers(bindings: dict[str, list[dict[str, Any]]]) -> None:
     assert bindings["process_job"][0]["queueName"] == "job-requests"
     assert bindings["fail_poisoned_job"][0]["queueName"] == "job-requests-poison"
+    assert bindings["purge_expired_jobs"][0]["type"] == "timerTrigger"
+    assert bindings["cancel_job"][0]["methods"] == ["DELETE"]
     get_trigger = bindings["get_job_status"][0]
     assert (get_trigger["route"], get_trigger["methods"]) == ("jobs/{job_id}", ["GET"])
 
@@ -69,9 +71,11 @@ def test_openapi_document_is_valid_3_1(spec: dict[str, Any]) -> None:
 def test_openapi_lists_every_status_code(spec: dict[str, Any]) -> None:
     post = spec["paths"]["/api/jobs"]["post"]
     get = spec["paths"]["/api/jobs/{job_id}"]["get"]
+    delete = spec["paths"]["/api/jobs/{job_id}"]["delete"]
     assert set(post["responses"]) == {"202", "400", "413", "415", "422", "503"}
     assert set(get["responses"]) == {"200", "404", "503"}
-    for operation in (post, get):
+    assert set(delete["responses"]) == {"200", "404", "409", "503"}
+    for operation in (post, get, delete):
         for code, response in operation["responses"].items():
             assert "schema" in response["content"]["application/json"], code
 
@@ -83,3 +87,9 @@ def test_openapi_request_schema_is_the_submission_model(spec: dict[str, Any]) ->
         schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"job_type", "customer_id"}
     assert schema["properties"]["job_type"]["enum"] == ["thumbnail"]
+
+
+def test_openapi_documents_headers_and_cancelled_status(spec: dict[str, Any]) -> None:
+    post = spec["paths"]["/api/jobs"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in post["parameters"] if p["in"] == "header"}
+    assert "cancelled" in spec["components"]["schemas"]["JobStatus"]["enum"]

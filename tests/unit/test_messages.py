@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.errors import InvalidMessage, MessageTooLarge
-from jobs.messages import MAX_MESSAGE_BYTES, decode_job_id, decode_message, encode_message
+from jobs.messages import MAX_MESSAGE_BYTES, decode_message, encode_message
 from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
 
 MESSAGE = JobMessage("id-1", "thumbnail", "cust", {"k": ["v", 1]},
@@ -32,12 +32,6 @@ def test_messages_encode_refuses_more_than_the_queue_holds() -> None:
 def test_messages_decode_rejects_malformed(body: bytes) -> None:
     with pytest.raises(InvalidMessage):
         decode_message(body)
-
-
-def test_messages_decode_job_id_needs_only_the_id() -> None:
-    assert decode_job_id(b'{"job_id": "abc"}') == "abc"
-    with pytest.raises(InvalidMessage):
-        decode_job_id(b'{"job": "abc"}')
 
 
 def test_models_request_payload_defaults_to_empty_object() -> None:

@@ -1,0 +1,316 @@
+"""The production contract: idempotent submits, cancellation, retention, progress, correlation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient
+
+from jobs.models import JobMessage
+from tests.support.functions import Timer, get, queue_message, response_json
+from tests.support.jobs_api import EXAMPLE, Functions, cancel, rows, status, submit
+
+Register = Callable[..., None]
+
+
+def job_rows(table: TableClient) -> list[dict[str, Any]]:
+    return [row for row in rows(table) if row["RowKey"] == "job"]
+
+
+def keyed(key: str, body: Any = None, **headers: str) -> dict[str, Any]:
+    return {"body": body, "headers": {"Idempotency-Key": key, **headers}}
+
+
+# --- idempotent submits -------------------------------------------------------------------
+
+def test_idempotency_repeat_replays_same_job_and_resends_while_accepted(
+    functions: Functions, table: TableClient
+) -> None:
+    first, first_out = submit(functions, **keyed("order-1"))
+    again, again_out = submit(functions, **keyed("order-1"))
+    assert first.status_code == again.status_code == 202
+    assert response_json(again) == response_json(first)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert again_out.get() == first_out.get()  # re-sent: the first send may have been lost
+    assert len(job_rows(table)) == 1
+
+
+def test_idempotency_repeat_after_completion_queues_nothing(
+    functions: Functions, table: TableClient
+) -> None:
+    first, out = submit(functions, **keyed("order-2"))
+    functions["process_job"](queue_message(out.get() or ""))
+    again, again_out = submit(functions, **keyed("order-2"))
+    assert response_json(again)["job_id"] == response_json(first)["job_id"]
+    assert again_out.get() is None
+    assert len(job_rows(table)) == 1
+
+
+def test_idempotency_same_key_other_body_is_422(functions: Functions, table: TableClient) -> None:
+    submit(functions, **keyed("order-3"))
+    other, out = submit(functions, **keyed("order-3", {**EXAMPLE, "payload": {"x": 1}}))
+    assert other.status_code == 422
+    assert "different request body" in response_json(other)["detail"][0]["msg"]
+    assert out.get() is None and len(job_rows(table)) == 1
+
+
+def test_idempotency_key_is_scoped_to_the_customer(functions: Functions, table: TableClient
+                                                   ) -> None:
+    a, _ = submit(functions, **keyed("shared"))
+    b, _ = submit(functions, **keyed("shared", {**EXAMPLE, "customer_id": "cust-456"}))
+    assert response_json(a)["job_id"] != response_json(b)["job_id"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+def test_idempotency_malformed_key_is_400_and_leaves_nothing(
+    functions: Functions, table: TableClient, key: str
+) -> None:
+    response, out = submit(functions, **keyed(key))
+    assert response.status_code == 400
+    assert response_json(response)["detail"][0]["type"] == "invalid_idempotency_key"
+    assert out.get() is None and rows(table) == []
+
+
+def test_idempotency_racing_requests_create_exactly_one_job(
+    functions: Functions, table: TableClient
+) -> None:
+    def race(barrier: threading.Barrier, key: str) -> Any:
+        barrier.wait()
+        return submit(functions, **keyed(key))[0]
+
+    for round_ in range(5):
+        barrier = threading.Barrier(4)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(race, [barrier] * 4, [f"race-{round_}"] * 4))
+        assert {a.status_code for a in answers} == {202}
+        assert len({response_json(a)["job_id"] for a in answers}) == 1
+    assert len(job_rows(table)) == 5
+
+
+# --- cancellation -------------------------------------------------------------------------
+
+def test_cancel_accepted_job_and_worker_never_starts_it(
+    functions: Functions, table: TableClient
+) -> None:
+    response, out = submit(functions)
+    job_id = response_json(response)["job_id"]
+    code, record = cancel(functions, job_id)
+    assert (code, record["status"]) == (200, "cancelled")
+    functions["process_job"](queue_message(out.get() or ""))
+    row = job_rows(table)[0]
+    assert (row["status"], row["attempts"]) == ("cancelled", 0)
+
+
+def test_cancel_finished_job_is_409_and_unknown_is_404(functions: Functions, table: TableClient
+                                                        ) -> None:
+    response, out = submit(functions)
+    job_id = response_json(response)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    assert cancel(functions, job_id)[0] == 409
+    assert cancel(functions, "00000000-0000-4000-8000-000000000000")[0] == 404
+    assert cancel(functions, "not-an-id")[0] == 404
+    assert status(functions, job_id)[1]["status"] == "completed"
+
+
+def test_cancel_twice_is_409(functions: Functions, table: TableClient) -> None:
+    job_id = response_json(submit(functions)[0])["job_id"]
+    assert cancel(functions, job_id)[0] == 200
+    code, body = cancel(functions, job_id)
+    assert code == 409 and body["detail"][0]["type"] == "conflict"
+
+
+def test_cancel_during_run_keeps_cancelled_and_drops_result(
+    functions: Functions, table: TableClient, register: Register,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(job: JobMessage, progress: Any) -> dict[str, Any]:
+        entered.set()
+        assert release.wait(10)
+        return {"done": True}
+
+    register("slow", slow)
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions, {**EXAMPLE, "job_type": "slow"})
+    job_id = response_json(response)["job_id"]
+    run = threading.Thread(target=functions["process_job"], args=(queue_message(out.get() or ""),))
+    run.start()
+    assert entered.wait(10)
+    assert cancel(functions, job_id)[1]["status"] == "cancelled"
+    release.set()
+    run.join(10)
+    code, record = status(functions, job_id)
+    assert record["status"] == "cancelled" and "result" not in record
+    assert any("outcome dropped" in r.getMessage() for r in caplog.records)
+
+
+# --- progress -----------------------------------------------------------------------------
+
+def test_progress_is_visible_while_running(functions: Functions, table: TableClient,
+                                           register: Register) -> None:
+    seen: list[Any] = []
+
+    def stepwise(job: JobMessage, progress: Any) -> dict[str, Any]:
+        before = status(functions, job.job_id)[1]
+        progress(30, "step one")
+        after = status(functions, job.job_id)[1]
+        seen.extend([before, after])
+        return {}
+
+    register("stepwise", stepwise)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "stepwise"})
+    functions["process_job"](queue_message(out.get() or ""))
+    before, after = seen
+    assert "progress" not in before
+    assert after["progress"] == {"percent": 30, "message": "step one"}
+    assert after["updated_at"] > before["updated_at"]
+    assert status(functions, before["job_id"])[1]["status"] == "completed"
+
+
+def test_progress_of_thumbnail_is_stored(functions: Functions, table: TableClient) -> None:
+    response, out = submit(functions)
+    functions["process_job"](queue_message(out.get() or ""))
+    record = status(functions, response_json(response)["job_id"])[1]
+    assert record["progress"] == {"percent": 50, "message": "rendering thumbnail"}
+
+
+def test_progress_after_cancel_does_not_overwrite_it(
+    functions: Functions, table: TableClient, register: Register
+) -> None:
+    def cancelled_midway(job: JobMessage, progress: Any) -> dict[str, Any]:
+        progress(10, "started")
+        assert cancel(functions, job.job_id)[0] == 200
+        progress(90, "nearly there")  # raises JobCancelled: the handler stops here
+        raise AssertionError("progress did not stop a cancelled job")
+
+    register("cancelled_midway", cancelled_midway)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "cancelled_midway"})
+    functions["process_job"](queue_message(out.get() or ""))
+    record = status(functions, response_json(response)["job_id"])[1]
+    assert record["status"] == "cancelled"
+    assert record["progress"] == {"percent": 10, "message": "started"}
+
+
+# --- retention and status headers ---------------------------------------------------------
+
+def test_status_is_200_in_every_state_with_retry_after_until_terminal(
+    functions: Functions, table: TableClient, register: Register
+) -> None:
+    states: dict[str, Any] = {}
+
+    def read(job_id: str) -> Any:
+        return functions["get_job_status"](get(f"x/{job_id}", job_id=job_id))
+
+    def observe(job: JobMessage, progress: Any) -> dict[str, Any]:
+        states["running"] = read(job.job_id)
+        return {}
+
+    register("observe", observe)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "observe"})
+    job_id = response_json(response)["job_id"]
+    states["accepted"] = read(job_id)
+    functions["process_job"](queue_message(out.get() or ""))
+    states["completed"] = read(job_id)
+    for name in ("accepted", "running"):
+        assert states[name].status_code == 200
+        headers = states[name].headers
+        assert int(headers["Retry-After"]) > 0 and "Expires" not in headers
+    done = states["completed"]
+    record = response_json(done)
+    assert done.status_code == 200 and "Retry-After" not in done.headers
+    expires = datetime.fromisoformat(record["expires_at"])
+    assert parsedate_to_datetime(done.headers["Expires"]) == expires.replace(microsecond=0)
+
+
+def test_terminal_job_expires_after_retention_hours(functions: Functions, table: TableClient
+                                                    ) -> None:
+    response, out = submit(functions)
+    functions["process_job"](queue_message(out.get() or ""))
+    record = status(functions, response_json(response)["job_id"])[1]
+    expires = datetime.fromisoformat(record["expires_at"])
+    assert expires - datetime.fromisoformat(record["completed_at"]) == timedelta(hours=168)
+
+
+def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
+    functions: Functions, table: TableClient, register: Register,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import function_app
+    from jobs.settings import get_settings
+
+    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
+    get_settings.cache_clear()
+    monkeypatch.setattr(function_app, "settings", get_settings())
+    hold = threading.Event()
+    register("held", lambda job, progress: hold.wait(10) and {})
+    done, done_out = submit(functions, **keyed("k-done"))
+    functions["process_job"](queue_message(done_out.get() or ""))
+    waiting, _ = submit(functions, **keyed("k-waiting"))
+    running, running_out = submit(functions, {**EXAMPLE, "job_type": "held"})
+    worker = threading.Thread(target=functions["process_job"],
+                              args=(queue_message(running_out.get() or ""),))
+    worker.start()
+    try:
+        functions["purge_expired_jobs"](Timer())
+    finally:
+        hold.set()
+        worker.join(10)
+    for gone in (done, waiting):
+        assert status(functions, response_json(gone)["job_id"])[0] == 404
+    assert status(functions, response_json(running)["job_id"])[0] == 200
+    assert [r["RowKey"] for r in rows(table)] == ["job"]  # both key rows went with their jobs
+    again, _ = submit(functions, **keyed("k-done"))
+    assert response_json(again)["job_id"] != response_json(done)["job_id"]
+
+
+# --- correlation and logs -----------------------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"traceparent": TRACEPARENT, "X-Correlation-Id": "ignored"},
+     "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ({"X-Correlation-Id": "req-77"}, "req-77"),
+])
+def test_correlation_id_is_returned_stored_and_queued(
+    functions: Functions, table: TableClient, headers: dict[str, str], expected: str
+) -> None:
+    response, out = submit(functions, headers=headers)
+    assert response.headers["X-Correlation-Id"] == expected
+    assert json.loads(out.get() or "")["correlation_id"] == expected
+    assert status(functions, response_json(response)["job_id"])[1]["correlation_id"] == expected
+
+
+def test_correlation_id_is_made_when_none_is_sent(functions: Functions, table: TableClient
+                                                  ) -> None:
+    first, _ = submit(functions)
+    second, _ = submit(functions)
+    made = {first.headers["X-Correlation-Id"], second.headers["X-Correlation-Id"]}
+    assert len(made) == 2 and all(len(m) == 32 for m in made)
+
+
+def test_every_log_line_carries_correlation_and_invocation(
+    functions: Functions, table: TableClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions, headers={"X-Correlation-Id": "trace-9"})
+    functions["process_job"](queue_message(out.get() or "", dequeue_count=2))
+    functions["fail_poisoned_job"](queue_message(out.get() or ""))
+    lines = [r for r in caplog.records if r.name.startswith("jobs")]
+    assert len(lines) == 4  # accepted, running, completed, poison for a finished job
+    for line in lines:
+        assert line.correlation_id == "trace-9"  # type: ignore[attr-defined]
+        assert len(line.invocation_id) == 36  # type: ignore[attr-defined]
+    worker_lines = [r for r in lines if r.name == "jobs.worker" and "poison" not in r.getMessage()]
+    assert {r.dequeue_count for r in worker_lines} == {2}  # type: ignore[attr-defined]
