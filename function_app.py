@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure_functions_openapi import openapi, register_openapi_routes
-from azure_functions_validation import validate_http
+from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
 from pydantic import BaseModel
 
 from jobs import worker
@@ -59,6 +59,19 @@ HEADER_PARAMETERS = [
      "schema": {"type": "string", "maxLength": 128}},
 ]
 
+
+
+class JsonBodyAdapter(PydanticAdapter):
+    """validate_http's adapter, answering 400 rather than 500 for JSON nested too deeply."""
+
+    def parse_body(self, req: func.HttpRequest, model: type[BaseModel]) -> BaseModel:
+        try:
+            parsed: BaseModel = super().parse_body(req, model)
+        except RecursionError as e:
+            raise MalformedRequestError("Invalid JSON: nested too deeply") from e
+        return parsed
+
+
 configure_logging()
 settings = get_settings()
 load_handler_modules(settings.handler_modules)
@@ -77,7 +90,10 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel[settings.auth_level])
 )
 @app.queue_output(arg_name="job_message", queue_name=JOB_QUEUE, connection=STORAGE)
 @validate_http(
-    body=JobSubmissionRequest, max_body_bytes=MAX_BODY_BYTES, require_json_content_type=True
+    body=JobSubmissionRequest,
+    adapter=JsonBodyAdapter(),
+    max_body_bytes=MAX_BODY_BYTES,
+    require_json_content_type=True,
 )
 def submit_job(
     req: func.HttpRequest, body: JobSubmissionRequest, job_message: func.Out[str],

@@ -66,6 +66,9 @@ BAD_INPUTS = [
     pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":{"n":NaN}}', {}, 422,
                  id="payload-nan"),
     pytest.param(b"", {}, 422, id="empty-body"),
+    pytest.param(b"[" * 40_000, {}, 400, id="json-nested-too-deep"),
+    pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":' + b'{"a":' * 5_000
+                 + b"1" + b"}" * 5_001, {}, 400, id="payload-nested-too-deep"),
     pytest.param(EXAMPLE, {"content_type": "text/plain"}, 415, id="text-plain"),
     pytest.param({**EXAMPLE, "payload": {"blob": "x" * 49_000}}, {}, 413, id="body-too-large"),
     pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":{"n":[' +
