@@ -8,10 +8,11 @@ azure-functions-validation 0.16: @validate_http must sit below every @app.* bind
 from __future__ import annotations
 
 from email.utils import format_datetime
+from functools import cache
 from urllib.parse import urlsplit
 
 import azure.functions as func
-from azure_functions_openapi import openapi, register_openapi_routes
+from azure_functions_openapi import get_openapi_json, openapi, render_swagger_ui
 from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
 from pydantic import BaseModel
 
@@ -187,10 +188,25 @@ def purge_expired_jobs(timer: func.TimerRequest, context: func.Context) -> None:
         purge_expired(default_store(), settings=settings)
 
 
-register_openapi_routes(
-    app, title="Queue-backed job API", version="1.0.0",
-    auth_level=func.AuthLevel[settings.auth_level],
-)
+# Our own routes for the document and the UI: the handlers register_openapi_routes adds
+# name their parameter `_req`, which does not match the `req` binding the host passes.
+@app.route(route="openapi.json", methods=["GET"])
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(openapi_json(), mimetype="application/json")
+
+
+@app.route(route="docs", methods=["GET"])
+def swagger_ui(req: func.HttpRequest) -> func.HttpResponse:
+    response: func.HttpResponse = render_swagger_ui(
+        title="Queue-backed job API", openapi_url="/api/openapi.json")
+    return response
+
+
+@cache
+def openapi_json() -> str:
+    """The OpenAPI 3.1 document, read from the app's own functions once."""
+    document: str = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app)
+    return document
 
 
 def job_url(request_url: str, job_id: str) -> str:

@@ -34,8 +34,22 @@ def test_metadata_worker_and_poison_triggers(bindings: dict[str, list[dict[str, 
     assert bindings["fail_poisoned_job"][0]["queueName"] == "job-requests-poison"
     assert bindings["purge_expired_jobs"][0]["type"] == "timerTrigger"
     assert bindings["cancel_job"][0]["methods"] == ["DELETE"]
+
     get_trigger = bindings["get_job_status"][0]
     assert (get_trigger["route"], get_trigger["methods"]) == ("jobs/{job_id}", ["GET"])
+
+
+def test_metadata_every_function_takes_its_bindings_by_name() -> None:
+    """The host passes each binding by its name, so every name must be a parameter."""
+    import inspect
+
+    import function_app
+
+    for builder in function_app.app._function_builders:
+        function = builder.build(function_app.app.auth_level)
+        params = set(inspect.signature(function.get_user_function()).parameters)
+        names = {b["name"] for b in json.loads(function.get_function_json())["bindings"]}
+        assert names - {"$return"} <= params, function.get_function_name()
 
 
 def test_metadata_validate_http_is_below_every_app_decorator() -> None:
@@ -56,7 +70,7 @@ def spec() -> dict[str, Any]:
     import function_app
     from tests.support.functions import get, user_functions
 
-    openapi_json = user_functions(function_app.app)["openapi_openapi_json"]
+    openapi_json = user_functions(function_app.app)["openapi_document"]
     response = openapi_json(get("http://localhost/api/openapi.json"))
     assert response.status_code == 200
     document: dict[str, Any] = json.loads(response.get_body())
