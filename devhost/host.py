@@ -1,0 +1,167 @@
+"""The host: wires settings, the app's functions and the three trigger kinds together.
+
+Start-up fails loudly (HostError) on anything it cannot run: an unresolved %SETTING%,
+a missing connection setting, a bad route or schedule, a port in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import azure.functions as func
+
+from devhost.catalog import FunctionSpec, discover
+from devhost.errors import HostError
+from devhost.http import (
+    HttpFrontDoor,
+    HttpServer,
+    function_methods,
+    function_route,
+    make_server,
+)
+from devhost.invocation import Invoker
+from devhost.queues import QueueOutput, QueueTriggerRunner
+from devhost.routing import Route, Router, compile_template, join_route
+from devhost.settings import (
+    connection_string,
+    load_host_json,
+    local_http_port,
+    message_lease_seconds,
+    queue_options,
+    route_prefix,
+)
+from devhost.storage import QueueStore
+from devhost.timers import TimerRunner
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7071
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """What the command line chooses: where the app is and where to listen."""
+
+    script_root: Path
+    address: str = "127.0.0.1"
+    port: int | None = None
+    host_json_override: Path | None = None
+
+
+class Worker(Protocol):
+    """A background trigger (queue poller, timer) that can start and be waited for."""
+
+    def start(self) -> None:
+        """Start in a background thread."""
+
+    def join(self) -> None:
+        """Wait until stopped with nothing left running."""
+
+
+class FunctionsHost:
+    """A running (or ready to run) host: one HTTP server and one worker per non-HTTP trigger."""
+
+    def __init__(self, *, specs: list[FunctionSpec], server: HttpServer, workers: list[Worker],
+                 stopping: threading.Event, prefix: str) -> None:
+        self._specs = specs
+        self._server = server
+        self._workers = workers
+        self._stopping = stopping
+        self._prefix = prefix
+        # A short poll interval makes `shutdown` return quickly.
+        self._serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                         name="http-server")
+
+    @property
+    def port(self) -> int:
+        """The port the HTTP server listens on."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving HTTP, polling queues and running timers."""
+        self._serving.start()
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self) -> None:
+        """Take no new work, let in-flight invocations finish, then return."""
+        logger.info("Stopping host: no new invocations; waiting for running ones to finish")
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()  # joins the threads still answering requests
+        for worker in self._workers:
+            worker.join()
+        self._serving.join()
+        logger.info("Host stopped")
+
+    def banner(self) -> str:
+        """The function list `func start` prints, with each HTTP function's URL."""
+        address = str(self._server.server_address[0])
+        shown = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::", "::1") else address
+        base = f"http://{shown}:{self.port}"
+        lines = [describe_function(s, base_url=base, prefix=self._prefix) for s in self._specs]
+        return "Functions:\n\n" + "\n\n".join(f"        {line}" for line in lines) + "\n"
+
+
+def describe_function(spec: FunctionSpec, *, base_url: str, prefix: str) -> str:
+    """One banner line: `name: [METHODS] url` for HTTP, `name: triggerType` otherwise."""
+    if spec.trigger.type != "httpTrigger":
+        return f"{spec.name}: {spec.trigger.type}"
+    methods = function_methods(spec)
+    shown = f"[{','.join(sorted(methods))}] " if methods else ""
+    return f"{spec.name}: {shown}{base_url}/{join_route(prefix, function_route(spec))}"
+
+
+def build_host(app: func.FunctionRegister, options: HostOptions, *,
+               local_settings: Mapping[str, Any], environ: Mapping[str, str]) -> FunctionsHost:
+    """Read host.json, describe the app's functions and bind the HTTP port."""
+    host_json = load_host_json(options.script_root, options.host_json_override)
+    specs = discover(app, environ, directory=options.script_root)
+    queues = queue_options(host_json)
+    store = QueueStore()
+    invoker = Invoker(sinks={"queue": QueueOutput(store, environ, queues.message_encoding)})
+    stopping = threading.Event()
+    prefix = route_prefix(host_json)
+    workers: list[Worker] = []
+    for spec in specs:
+        _check_connections(spec, environ)
+        if spec.trigger.type == "queueTrigger":
+            workers.append(QueueTriggerRunner(
+                spec, invoker=invoker, store=store, options=queues, stopping=stopping,
+                connection=connection_string(spec.trigger.get("connection"), environ),
+                lease_seconds=message_lease_seconds(environ)))
+        elif spec.trigger.type == "timerTrigger":
+            workers.append(TimerRunner(spec, invoker=invoker, stopping=stopping))
+    router = Router(http_routes(specs, prefix))
+    port = options.port if options.port is not None else local_http_port(local_settings)
+    server = _bind(HttpFrontDoor(router, invoker), options.address, port or DEFAULT_PORT)
+    return FunctionsHost(specs=specs, server=server, workers=workers, stopping=stopping,
+                         prefix=prefix)
+
+
+def http_routes(specs: Iterable[FunctionSpec], prefix: str) -> list[Route[FunctionSpec]]:
+    """One route per HTTP-triggered function, under the host's route prefix."""
+    return [
+        Route(compile_template(join_route(prefix, function_route(s))), function_methods(s), s)
+        for s in specs
+        if s.trigger.type == "httpTrigger"
+    ]
+
+
+def _check_connections(spec: FunctionSpec, environ: Mapping[str, str]) -> None:
+    # Fail at start-up, not at the first message, when a connection setting is missing.
+    for binding in (spec.trigger, *spec.outputs):
+        if binding.type in ("queue", "queueTrigger"):
+            connection_string(binding.get("connection"), environ)
+
+
+def _bind(front_door: HttpFrontDoor, address: str, port: int) -> HttpServer:
+    try:
+        return make_server(front_door, host=address, port=port)
+    except OSError as e:
+        raise HostError(f"cannot listen on {address}:{port}: {e.strerror or e}") from e

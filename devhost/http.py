@@ -1,0 +1,206 @@
+"""HTTP triggers: translate HTTP to `func.HttpRequest` and `func.HttpResponse` back to HTTP.
+
+`HttpFrontDoor.handle` is the whole translation and needs no socket; `RequestHandler` is the
+thin adapter that feeds it from `http.server`. Each request runs in its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+from devhost.catalog import FunctionSpec
+from devhost.invocation import InvocationFailed, Invoker
+from devhost.routing import MethodNotAllowed, NotFound, Router
+
+logger = logging.getLogger(__name__)
+
+# Headers the server computes itself; a function's values for them are not forwarded.
+_SERVER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    """An HTTP request as read from the socket, before routing."""
+
+    method: str
+    target: str  #: path and query string, as on the request line
+    headers: list[tuple[str, str]]
+    body: bytes
+    origin: str  #: scheme and authority, e.g. http://localhost:7071
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to write back: status, headers (in order, repeats allowed) and body."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class HttpFrontDoor:
+    """Routes a request to its function, invokes it and turns the result into a Reply."""
+
+    def __init__(self, router: Router[FunctionSpec], invoker: Invoker) -> None:
+        self._router = router
+        self._invoker = invoker
+
+    def handle(self, incoming: IncomingRequest) -> Reply:
+        """Answer one request: 404/405 from routing, 500 if the function raised."""
+        path, _, query = incoming.target.partition("?")
+        found = self._router.resolve(incoming.method, path)
+        if isinstance(found, NotFound):
+            return Reply(404)
+        if isinstance(found, MethodNotAllowed):
+            return Reply(405, [("Allow", ", ".join(sorted(found.allowed)))])
+        request = to_http_request(incoming, path=path, query=query, route_params=found.params)
+        reason = "This function was programmatically called via the host APIs."
+        try:
+            result = self._invoker.invoke(found.target, request, reason=reason)
+        except InvocationFailed:
+            return Reply(500)  # no detail: the traceback went to the host's log
+        return to_reply(result, function=found.target.name)
+
+
+def function_route(spec: FunctionSpec) -> str:
+    """The function's route template; the host uses the function name when none is given."""
+    return str(spec.trigger.get("route") or spec.name)
+
+
+def function_methods(spec: FunctionSpec) -> frozenset[str] | None:
+    """The methods the function declares, upper-case; None means every method."""
+    methods = spec.trigger.get("methods")
+    return frozenset(str(m).upper() for m in methods) if methods else None
+
+
+def to_http_request(incoming: IncomingRequest, *, path: str, query: str,
+                    route_params: dict[str, str]) -> func.HttpRequest:
+    """Build the `func.HttpRequest` a function receives, with an absolute URL."""
+    url = incoming.origin + path + (f"?{query}" if query else "")
+    return func.HttpRequest(
+        incoming.method,
+        url,
+        headers=join_repeated(incoming.headers, separator=", "),
+        params=join_repeated(parse_qsl(query, keep_blank_values=True), separator=","),
+        route_params=route_params,
+        body=incoming.body,
+    )
+
+
+def join_repeated(pairs: Iterable[tuple[str, str]], *, separator: str) -> dict[str, str]:
+    """Fold repeated names into one value, as ASP.NET hands them to the worker."""
+    folded: dict[str, str] = {}
+    for name, value in pairs:
+        key = next((k for k in folded if k.lower() == name.lower()), name)
+        folded[key] = f"{folded[key]}{separator}{value}" if key in folded else value
+    return folded
+
+
+def to_reply(result: Any, *, function: str) -> Reply:
+    """Turn a function's return value into a Reply: status, headers and body unchanged."""
+    if isinstance(result, str | bytes):
+        body = result.encode("utf-8") if isinstance(result, str) else result
+        return Reply(200, [("Content-Type", "text/plain; charset=utf-8")], body)
+    if not isinstance(result, func.HttpResponse):
+        logger.error("Function %s returned %s, not an HttpResponse: answering 500",
+                     function, type(result).__name__)
+        return Reply(500)
+    headers = [(str(k), str(v)) for k, v in result.headers.items()]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        mimetype = str(result.mimetype)
+        content_type = f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") \
+            else mimetype
+        headers.append(("Content-Type", content_type))
+    return Reply(int(result.status_code), headers, result.get_body() or b"")
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """Adapter from `http.server` to `HttpFrontDoor`; one instance per connection."""
+
+    # HTTP/1.0 closes each connection after its response, so no idle keep-alive
+    # connection can hold up a graceful shutdown.
+    protocol_version = "HTTP/1.0"
+    timeout = 60  # seconds a client may take to send its request
+    front_door: HttpFrontDoor  # set on the subclass made by `make_server`
+
+    def serve(self) -> None:
+        """Read the request, let the front door answer it, write the reply."""
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._write(Reply(400))
+            return
+        incoming = IncomingRequest(self.command, self.path, list(self.headers.items()), body,
+                                   self._origin())
+        self._write(self.front_door.handle(incoming))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = serve
+
+    def _origin(self) -> str:
+        port = cast(HttpServer, self.server).server_port
+        return f"http://{self.headers.get('Host') or f'localhost:{port}'}"
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunks()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunks(self) -> bytes:
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():
+            pass  # trailers, which the Functions host does not pass on either
+        return b"".join(chunks)
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response_only(reply.status)
+        headers = [(k, v) for k, v in reply.headers if k.lower() not in _SERVER_HEADERS]
+        for name, value in headers:
+            self.send_header(name, value)
+        if not any(name.lower() == "date" for name, _ in headers):
+            self.send_header("Date", formatdate(usegmt=True))
+        has_body = reply.status not in _NO_BODY_STATUSES and reply.status >= 200
+        if has_body:
+            self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if has_body and self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Send http.server's own messages (bad requests) to the debug log, not stderr."""
+        logger.debug(format, *args)
+
+
+class HttpServer(ThreadingHTTPServer):
+    """A threading server whose `server_close` waits for requests still being answered."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a failed request; a client that hung up is not worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("Client %s hung up", client_address)
+        else:
+            logger.exception("Serving a request from %s failed", client_address)
+
+
+def make_server(front_door: HttpFrontDoor, *, host: str, port: int) -> HttpServer:
+    """Bind the HTTP server; it serves once `serve_forever` runs."""
+    handler = type("BoundRequestHandler", (RequestHandler,), {"front_door": front_door})
+    return HttpServer((host, port), handler)

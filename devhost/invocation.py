@@ -1,0 +1,196 @@
+"""Calling a user function the way the Python worker does, and writing its outputs afterwards.
+
+One rule matters most: output bindings are written only after the function returns without
+raising. A function that fails leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import azure.functions as func
+from azure.functions import _abc as azf_abc
+
+from devhost.catalog import Binding, FunctionSpec
+
+logger = logging.getLogger(__name__)
+
+RETURN = "$return"
+
+
+class OutputSink(Protocol):
+    """Writes the value a function gave one output binding (a queue, for instance)."""
+
+    def send(self, binding: Binding, value: Any) -> None:
+        """Write `value` to the binding's target."""
+
+
+class InvocationFailed(Exception):
+    """The function (or writing its outputs) raised; the traceback is already logged."""
+
+
+class OutputValue(func.Out[Any]):
+    """The `func.Out` the host hands a function for each output binding."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        """Set the value the host writes once the function succeeds."""
+        self._value = val
+
+    def get(self) -> Any:
+        """Return the value set so far (None if none)."""
+        return self._value
+
+
+class _TraceContext(azf_abc.TraceContext):
+    def __init__(self) -> None:
+        self._parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _NoRpcException(azf_abc.RpcException):
+    @property
+    def source(self) -> str:
+        return ""
+
+    @property
+    def stack_trace(self) -> str:
+        return ""
+
+    @property
+    def message(self) -> str:
+        return ""
+
+
+class _NoRetryContext(azf_abc.RetryContext):
+    # The local host has no retry policies: every invocation is the first of its kind.
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> azf_abc.RpcException:
+        return _NoRpcException()
+
+
+class InvocationContext(func.Context):
+    """The `context` argument: invocation id, function name and directory."""
+
+    def __init__(self, *, invocation_id: str, function_name: str, directory: Path) -> None:
+        self._invocation_id = invocation_id
+        self._function_name = function_name
+        self._directory = str(directory)
+        self._local = threading.local()
+        self._local.invocation_id = invocation_id
+        self._trace_context = _TraceContext()
+
+    @property
+    def invocation_id(self) -> str:
+        """A new uuid4 string per invocation."""
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> type[threading.local]:
+        """Thread-local storage holding `invocation_id`, for threads the function starts."""
+        # azure-functions types this as the class, but the worker hands out an instance.
+        return self._local  # type: ignore[return-value]
+
+    @property
+    def function_name(self) -> str:
+        """The function's name as the host knows it."""
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        """The script root, where function_app.py lives."""
+        return self._directory
+
+    @property
+    def trace_context(self) -> azf_abc.TraceContext:
+        """A W3C trace context made up for this invocation (no distributed tracing here)."""
+        return self._trace_context
+
+    @property
+    def retry_context(self) -> azf_abc.RetryContext:
+        """Always the first try: the local host has no retry policies."""
+        return _NoRetryContext()
+
+
+class Invoker:
+    """Runs one invocation: arguments in, user function, outputs written on success."""
+
+    def __init__(self, *, sinks: Mapping[str, OutputSink]) -> None:
+        self._sinks = sinks
+
+    def invoke(self, spec: FunctionSpec, trigger_value: Any, *, reason: str) -> Any:
+        """Call the function; return its return value or raise InvocationFailed."""
+        invocation_id = str(uuid.uuid4())
+        outs = {b.name: OutputValue() for b in self._out_parameters(spec)}
+        kwargs: dict[str, Any] = {spec.trigger.name: trigger_value, **outs}
+        if spec.wants_context:
+            kwargs["context"] = InvocationContext(
+                invocation_id=invocation_id, function_name=spec.name, directory=spec.directory
+            )
+        logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", spec.name, reason,
+                    invocation_id)
+        started = time.monotonic()
+        try:
+            result = call_function(spec, kwargs)
+            self._write_outputs(spec, outs, result)
+        except Exception as e:
+            logger.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
+                             spec.name, invocation_id, _elapsed_ms(started))
+            raise InvocationFailed(spec.name) from e
+        logger.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
+                    spec.name, invocation_id, _elapsed_ms(started))
+        return result
+
+    def _out_parameters(self, spec: FunctionSpec) -> list[Binding]:
+        return [b for b in spec.outputs if b.name != RETURN and b.type in self._sinks]
+
+    def _write_outputs(self, spec: FunctionSpec, outs: Mapping[str, OutputValue],
+                       result: Any) -> None:
+        for binding in spec.outputs:
+            sink = self._sinks.get(binding.type)
+            if sink is None:
+                continue  # the trigger's front door writes this one (the HTTP response)
+            value = result if binding.name == RETURN else outs[binding.name].get()
+            if value is not None:
+                sink.send(binding, value)
+
+
+def call_function(spec: FunctionSpec, kwargs: Mapping[str, Any]) -> Any:
+    """Call the handler with keyword arguments; run a coroutine to completion in this thread."""
+    result = spec.handler(**kwargs)
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

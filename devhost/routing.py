@@ -1,0 +1,201 @@
+"""Route templates and matching, kept pure: a path either matches, matches another method, or not.
+
+Templates follow the ASP.NET syntax the Functions host uses: `{name}`, optional `{name?}`
+as the last segment, catch-all `{*name}`, and the constraints `int`, `long`, `guid`, `alpha`
+and `bool`. Literal text matches case-insensitively. When several templates match a path,
+the more specific one wins (literal before constrained before plain parameter), as in ASP.NET.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import unquote
+
+from devhost.errors import RouteError
+
+T = TypeVar("T")
+
+_PARAM = re.compile(r"\{(\*{0,2})([A-Za-z_][A-Za-z0-9_]*)((?::[A-Za-z]+)*)(\?)?\}")
+_GUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}"
+    r"|\([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\)"
+    r"|[0-9a-f]{32}",
+    re.IGNORECASE,
+)
+
+
+def _is_integer(value: str, bits: int) -> bool:
+    if re.fullmatch(r"[+-]?\d+", value) is None:
+        return False
+    return -(1 << (bits - 1)) <= int(value) < 1 << (bits - 1)
+
+
+CONSTRAINTS: Mapping[str, Callable[[str], bool]] = {
+    "int": lambda v: _is_integer(v, 32),
+    "long": lambda v: _is_integer(v, 64),
+    "guid": lambda v: _GUID.fullmatch(v) is not None,
+    "alpha": lambda v: re.fullmatch(r"[A-Za-z]+", v) is not None,
+    "bool": lambda v: v.lower() in ("true", "false"),
+}
+
+# Precedence of one segment kind: lower sorts first and so wins a tie between templates.
+_LITERAL, _MIXED, _CONSTRAINED, _PLAIN, _OPTIONAL, _CATCH_ALL = range(6)
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """A compiled route template: its regex, parameter constraints and precedence."""
+
+    text: str
+    pattern: re.Pattern[str]
+    constraints: Mapping[str, tuple[str, ...]]
+    precedence: tuple[int, ...]
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Return the decoded parameters when `path` fits the template, else None."""
+        found = self.pattern.fullmatch(_normalise(path))
+        if found is None:
+            return None
+        params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
+        for name, names in self.constraints.items():
+            if name in params and not all(CONSTRAINTS[c](params[name]) for c in names):
+                return None
+        return params
+
+
+@dataclass(frozen=True)
+class Route(Generic[T]):
+    """One route: a template, the methods it accepts (None = any), and what it leads to."""
+
+    template: RouteTemplate
+    methods: frozenset[str] | None
+    target: T
+
+    def allows(self, method: str) -> bool:
+        """Whether this route accepts the HTTP method."""
+        return self.methods is None or method.upper() in self.methods
+
+
+@dataclass(frozen=True)
+class Matched(Generic[T]):
+    """The path and method matched `target`, with these route parameters."""
+
+    target: T
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """No template matches the path: 404."""
+
+    status: int = 404
+
+
+@dataclass(frozen=True)
+class MethodNotAllowed:
+    """A template matches the path but none accepts the method: 405."""
+
+    allowed: frozenset[str] = field(default_factory=frozenset)
+    status: int = 405
+
+
+def compile_template(text: str) -> RouteTemplate:
+    """Compile a route template such as `jobs/{job_id:guid}` or `files/{*path}`."""
+    segments = text.strip("/").split("/") if text.strip("/") else []
+    regex_parts: list[str] = []
+    constraints: dict[str, tuple[str, ...]] = {}
+    precedence: list[int] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        regex, kind = _compile_segment(segment, constraints, last=last, template=text)
+        regex_parts.append(regex)
+        precedence.append(kind)
+    pattern = "".join(regex_parts) or "/"
+    return RouteTemplate(text, re.compile(pattern, re.IGNORECASE), constraints, tuple(precedence))
+
+
+def join_route(prefix: str, route: str) -> str:
+    """Join the host's route prefix and a function's route into one template."""
+    return "/".join(part.strip("/") for part in (prefix, route) if part.strip("/"))
+
+
+def _compile_segment(
+    segment: str, constraints: dict[str, tuple[str, ...]], *, last: bool, template: str
+) -> tuple[str, int]:
+    params = list(_PARAM.finditer(segment))
+    if not segment or "{" in _PARAM.sub("", segment) or "}" in _PARAM.sub("", segment):
+        raise RouteError(f"route {template!r}: cannot read segment {segment!r}")
+    if len(params) == 1 and params[0].group(0) == segment:
+        return _whole_segment_param(params[0], constraints, last=last, template=template)
+    if any(p.group(1) or p.group(4) for p in params):
+        raise RouteError(f"route {template!r}: optional and catch-all need a segment of their own")
+    regex, cursor = "/", 0
+    for param in params:
+        regex += re.escape(segment[cursor:param.start()])
+        regex += _named_group(param, constraints, template)
+        cursor = param.end()
+    regex += re.escape(segment[cursor:])
+    return regex, _MIXED if params else _LITERAL
+
+
+def _whole_segment_param(
+    param: re.Match[str], constraints: dict[str, tuple[str, ...]], *, last: bool, template: str
+) -> tuple[str, int]:
+    group = _named_group(param, constraints, template)
+    catch_all, optional = bool(param.group(1)), bool(param.group(4))
+    if (catch_all or optional) and not last:
+        raise RouteError(f"route {template!r}: {param.group(0)} must be the last segment")
+    if catch_all:
+        return f"(?:/(?P<{param.group(2)}>.*))?", _CATCH_ALL
+    if optional:
+        return f"(?:/{group})?", _OPTIONAL
+    return "/" + group, _CONSTRAINED if param.group(3) else _PLAIN
+
+
+def _named_group(
+    param: re.Match[str], constraints: dict[str, tuple[str, ...]], template: str
+) -> str:
+    name = param.group(2)
+    names = tuple(c.lower() for c in param.group(3).split(":") if c)
+    unknown = [c for c in names if c not in CONSTRAINTS]
+    if unknown:
+        raise RouteError(f"route {template!r}: unsupported constraint {unknown[0]!r}")
+    if name in constraints:
+        raise RouteError(f"route {template!r}: parameter {name!r} appears twice")
+    constraints[name] = names
+    return f"(?P<{name}>[^/]+?)"
+
+
+def _normalise(path: str) -> str:
+    # ASP.NET ignores a trailing slash; the root path is "/".
+    return "/" + path.strip("/") if path.strip("/") else "/"
+
+
+class Router(Generic[T]):
+    """Routes ordered by precedence; `resolve` decides match, 404 or 405 without side effects."""
+
+    def __init__(self, routes: Iterable[Route[T]]) -> None:
+        self._routes = sorted(routes, key=lambda r: r.template.precedence)
+
+    @property
+    def routes(self) -> list[Route[T]]:
+        """The routes in the order they are tried."""
+        return list(self._routes)
+
+    def resolve(self, method: str, path: str) -> Matched[T] | NotFound | MethodNotAllowed:
+        """Find the route for `method` and `path` (the path without its query string)."""
+        allowed: set[str] = set()
+        path_matched = False
+        for route in self._routes:
+            params = route.template.match(path)
+            if params is None:
+                continue
+            if route.allows(method):
+                return Matched(route.target, params)
+            path_matched = True
+            allowed.update(route.methods or ())
+        return MethodNotAllowed(frozenset(allowed)) if path_matched else NotFound()

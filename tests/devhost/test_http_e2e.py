@@ -1,0 +1,181 @@
+"""HTTP triggers through a real host process: routing, passthrough, errors, outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.devhost.conftest import SampleHost, collect
+
+pytestmark = pytest.mark.e2e
+
+GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+
+
+def test_http_echo_gets_route_params_query_headers_and_absolute_url(http_host: SampleHost
+                                                                    ) -> None:
+    response = requests.get(f"{http_host.url}/echo/bob?x=1&x=2&y=", headers={"X-Test": "hi"},
+                            timeout=10)
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["url"] == f"{http_host.url}/echo/bob?x=1&x=2&y="
+    assert seen["route_params"] == {"name": "bob"}
+    assert seen["params"] == {"x": "1,2", "y": ""}
+    assert seen["headers"]["x-test"] == "hi"
+    assert seen["method"] == "GET"
+
+
+def test_http_url_is_built_from_the_host_header(http_host: SampleHost) -> None:
+    response = requests.get(f"{http_host.url}/echo/x?q=1",
+                            headers={"Host": "jobs.example:8080"}, timeout=10)
+    assert response.json()["url"] == "http://jobs.example:8080/api/echo/x?q=1"
+
+
+def test_http_request_body_reaches_the_function(http_host: SampleHost) -> None:
+    response = requests.post(f"{http_host.url}/echo/bob", data="héllo".encode(), timeout=10)
+    assert response.json()["body"] == "héllo"
+    assert response.json()["method"] == "POST"
+
+
+def test_http_response_status_headers_and_body_pass_through(http_host: SampleHost) -> None:
+    response = requests.post(f"{http_host.url}/raw", data=b"\x00\x01\x02abc", timeout=10)
+    assert response.status_code == 201
+    assert response.content == b"cba\x02\x01\x00"
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["X-Custom"] == "kept as is"
+
+
+def test_http_function_status_code_is_kept(http_host: SampleHost) -> None:
+    response = requests.get(f"{http_host.url}/echo/teapot?status=418", timeout=10)
+    assert response.status_code == 418
+    assert response.headers["X-Echo"] == "teapot"
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_http_mimetype_and_charset_become_the_content_type(http_host: SampleHost) -> None:
+    response = requests.get(f"{http_host.url}/plain", timeout=10)
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.content == "héllo".encode()
+
+
+def test_http_unknown_path_is_404(http_host: SampleHost) -> None:
+    assert requests.get(f"{http_host.url}/nowhere", timeout=10).status_code == 404
+    # The route prefix is part of every route.
+    assert requests.get(f"{http_host.process.base_url}/echo/bob", timeout=10).status_code == 404
+
+
+def test_http_wrong_method_is_405_with_allow_header(http_host: SampleHost) -> None:
+    response = requests.put(f"{http_host.url}/echo/bob", timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert requests.get(f"{http_host.url}/things/a", timeout=10).status_code == 405
+    assert requests.delete(f"{http_host.url}/things/a", timeout=10).status_code == 204
+
+
+def test_http_function_without_methods_accepts_any_method(http_host: SampleHost) -> None:
+    assert requests.delete(f"{http_host.url}/context", timeout=10).status_code == 200
+    assert requests.patch(f"{http_host.url}/context", timeout=10).status_code == 200
+
+
+def test_http_guid_constraint(http_host: SampleHost) -> None:
+    ok = requests.get(f"{http_host.url}/items/{GUID}", timeout=10)
+    assert (ok.status_code, ok.text) == (200, f"guid:{GUID}")
+    assert requests.get(f"{http_host.url}/items/not-a-guid", timeout=10).status_code == 404
+
+
+def test_http_int_constraint_and_literal_precedence(http_host: SampleHost) -> None:
+    assert requests.get(f"{http_host.url}/numbers/12", timeout=10).text == "int:12"
+    assert requests.get(f"{http_host.url}/numbers/latest", timeout=10).text == "latest"
+    assert requests.get(f"{http_host.url}/numbers/twelve", timeout=10).status_code == 404
+
+
+def test_http_optional_parameter(http_host: SampleHost) -> None:
+    assert requests.get(f"{http_host.url}/optional", timeout=10).text == "(none)"
+    assert requests.get(f"{http_host.url}/optional/ann", timeout=10).text == "ann"
+
+
+def test_http_exception_is_500_without_detail_and_logged(http_host: SampleHost) -> None:
+    response = requests.get(f"{http_host.url}/boom", timeout=10)
+    assert response.status_code == 500
+    assert response.content == b""
+    assert "4711" not in str(response.headers)
+    assert "RuntimeError: secret detail 4711" in http_host.process.stderr()
+
+
+def test_http_requests_are_served_in_parallel(http_host: SampleHost) -> None:
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(
+            lambda _: requests.get(f"{http_host.url}/slow?seconds=1", timeout=10), range(2)))
+    assert [r.text for r in responses] == ["slept", "slept"]
+    assert time.monotonic() - started < 1.8
+
+
+def test_http_environment_variable_beats_local_settings(http_host: SampleHost) -> None:
+    both = requests.get(f"{http_host.url}/settings/BOTH_PLACES", timeout=10)
+    only_local = requests.get(f"{http_host.url}/settings/ONLY_LOCAL", timeout=10)
+    assert both.text == "from-environment"
+    assert only_local.text == "from-local-settings"
+
+
+def test_http_queue_output_is_sent_before_the_response(http_host: SampleHost) -> None:
+    marker = f"hello-{uuid.uuid4().hex}"
+    response = requests.post(f"{http_host.url}/enqueue", data=marker, timeout=10)
+    assert response.status_code == 202
+    # No waiting: the message is in the queue (named by %OUTPUT_QUEUE%) before the reply.
+    messages = list(http_host.queue("OUTPUT_QUEUE").peek_messages(max_messages=32))
+    assert marker in [m.content for m in messages]
+    collect(http_host.queue("OUTPUT_QUEUE"), count=len(messages))
+
+
+def test_http_list_output_sends_one_message_each(http_host: SampleHost) -> None:
+    tag = uuid.uuid4().hex
+    requests.post(f"{http_host.url}/enqueue", data=f"a{tag},b{tag},c{tag}", timeout=10)
+    received = collect(http_host.queue("OUTPUT_QUEUE"), count=3)
+    assert sorted(received) == [f"a{tag}", f"b{tag}", f"c{tag}"]
+
+
+def test_http_output_is_not_sent_when_the_function_raises(http_host: SampleHost) -> None:
+    failed, kept = f"failed-{uuid.uuid4().hex}", f"kept-{uuid.uuid4().hex}"
+    response = requests.post(f"{http_host.url}/enqueue?fail=1", data=failed, timeout=10)
+    assert response.status_code == 500
+    requests.post(f"{http_host.url}/enqueue", data=kept, timeout=10)
+    received = collect(http_host.queue("OUTPUT_QUEUE"), count=1)
+    assert received == [kept]
+
+
+def test_http_context_is_passed_with_a_fresh_invocation_id(http_host: SampleHost) -> None:
+    first = requests.get(f"{http_host.url}/context", timeout=10).json()
+    second = requests.get(f"{http_host.url}/context", timeout=10).json()
+    assert first["function_name"] == "with_context"
+    assert first["function_directory"] == str(http_host.script_root)
+    assert uuid.UUID(first["invocation_id"]).version == 4
+    assert first["invocation_id"] != second["invocation_id"]
+
+
+def test_http_async_function_is_awaited(http_host: SampleHost) -> None:
+    assert requests.get(f"{http_host.url}/async", timeout=10).text == "async ok"
+
+
+def test_http_startup_banner_lists_functions_like_func_start(http_host: SampleHost) -> None:
+    port = http_host.process.port
+    printed = http_host.process.stdout()
+    assert printed.startswith("Functions:\n\n")
+    assert f"        echo: [GET,POST] http://localhost:{port}/api/echo/{{name}}\n" in printed
+    assert f"        boom: http://localhost:{port}/api/boom\n" in printed
+    assert "        work: queueTrigger\n" in printed
+    assert "        tick: timerTrigger\n" in printed
+    assert "unsupported_blob" not in printed
+    assert "Skipping function unsupported_blob" in http_host.process.stderr()
+    assert printed.rstrip().endswith("Host started")
+
+
+def test_http_json_error_bodies_are_not_rewritten(http_host: SampleHost) -> None:
+    response = requests.get(f"{http_host.url}/echo/x?status=404", timeout=10)
+    assert response.status_code == 404
+    assert json.loads(response.content)["route_params"] == {"name": "x"}

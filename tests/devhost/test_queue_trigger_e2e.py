@@ -1,0 +1,155 @@
+"""Queue triggers through a real host process on Azurite: delivery, retries, poison, leases.
+
+The sample host runs with maxDequeueCount 3, visibilityTimeout 1 s and polling of at most
+200 ms (see FAST_QUEUES). Every test has its own queues.
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from tests.devhost.conftest import (
+    HostFactory,
+    SampleHost,
+    collect,
+    collect_json,
+    ensure_queue,
+    peek_all,
+    queue_client,
+    unique_queue_names,
+    wait_for,
+)
+from tests.support.azurite import Azurite
+
+pytestmark = pytest.mark.e2e
+
+
+def message_count(host: SampleHost, setting: str) -> int:
+    """Messages in the queue, invisible (leased or delayed) ones included."""
+    return host.queue(setting).get_queue_properties().approximate_message_count or 0
+
+
+def test_queue_message_runs_once_with_metadata_and_is_deleted(start_host: HostFactory) -> None:
+    host = start_host()
+    ensure_queue(host.queue("WORK_QUEUE")).send_message("hello")
+    [record] = collect_json(host.queue("RESULTS_QUEUE"), count=1)
+    assert record["body"] == "hello"
+    assert record["dequeue_count"] == 1
+    assert record["has_insertion_time"] and record["has_pop_receipt"]
+    assert wait_for(lambda: message_count(host, "WORK_QUEUE") == 0, timeout=3)
+
+
+def test_failing_message_retries_after_visibility_timeout_then_goes_to_poison(
+    start_host: HostFactory,
+) -> None:
+    host = start_host()
+    ensure_queue(host.queue("WORK_QUEUE")).send_message("fail")
+    poison = queue_client(host.connection, host.queues["WORK_QUEUE"] + "-poison")
+    assert collect(poison, count=1, timeout=10) == ["fail"]
+    attempts = collect_json(host.queue("ATTEMPTS_QUEUE", base64=False), count=3, timeout=2)
+    assert [a["dequeue_count"] for a in attempts] == [1, 2, 3]
+    gaps = [later["at"] - earlier["at"] for earlier, later in pairwise(attempts)]
+    assert all(gap >= 0.95 for gap in gaps), gaps  # visibilityTimeout is 1 s
+    assert peek_all(host.queue("RESULTS_QUEUE")) == []  # outputs of failed runs are not sent
+    assert message_count(host, "WORK_QUEUE") == 0
+
+
+def test_visibility_timeout_delays_the_retry(start_host: HostFactory) -> None:
+    host = start_host(host_json={"extensions": {"queues": {"visibilityTimeout": "00:00:02"}}})
+    ensure_queue(host.queue("WORK_QUEUE")).send_message("fail")
+    attempts = host.queue("ATTEMPTS_QUEUE", base64=False)
+    [first] = collect_json(attempts, count=1, timeout=5)
+    assert collect(attempts, count=1, timeout=1.6) == []  # not back before 2 s
+    [second] = collect_json(attempts, count=1, timeout=3)
+    assert second["dequeue_count"] == 2
+    assert second["at"] - first["at"] >= 1.95
+
+
+def test_undecodable_message_goes_to_poison_without_running(start_host: HostFactory) -> None:
+    host = start_host()
+    ensure_queue(host.queue("WORK_QUEUE", base64=False)).send_message("not base64!")
+    poison = queue_client(host.connection, host.queues["WORK_QUEUE"] + "-poison")
+    # Written base64-encoded, so a trigger on the poison queue could read it.
+    assert collect(poison, count=1) == ["not base64!"]
+    assert peek_all(host.queue("ATTEMPTS_QUEUE", base64=False)) == []
+    assert message_count(host, "WORK_QUEUE") == 0
+
+
+def test_message_past_max_dequeue_count_goes_to_poison_without_running(
+    start_host: HostFactory, storage_connection: str
+) -> None:
+    queues = unique_queue_names()
+    work = ensure_queue(queue_client(storage_connection, queues["WORK_QUEUE"]))
+    work.send_message("crashed before")
+    for _ in range(3):  # three deliveries that never finished, as after three host crashes
+        message = work.receive_message(visibility_timeout=30)
+        assert message is not None
+        work.update_message(message, pop_receipt=message.pop_receipt, visibility_timeout=0)
+    host = start_host(queues=queues)
+    poison = queue_client(host.connection, queues["WORK_QUEUE"] + "-poison")
+    assert collect(poison, count=1) == ["crashed before"]
+    assert peek_all(host.queue("ATTEMPTS_QUEUE", base64=False)) == []
+
+
+def test_messages_of_a_batch_run_in_parallel(start_host: HostFactory) -> None:
+    host = start_host()
+    work = ensure_queue(host.queue("WORK_QUEUE"))
+    for _ in range(4):
+        work.send_message("sleep:1")
+    records = collect_json(host.queue("RESULTS_QUEUE"), count=4, timeout=10)
+    starts = sorted(r["at"] for r in records)
+    assert len(starts) == 4
+    assert starts[-1] - starts[0] < 0.8  # one after the other would take 3 s
+
+
+def test_lease_is_renewed_while_a_long_function_runs(start_host: HostFactory) -> None:
+    host = start_host(env={"DEVHOST_MESSAGE_LEASE_SECONDS": "2"})
+    ensure_queue(host.queue("WORK_QUEUE")).send_message("sleep:3.5")
+    [record] = collect_json(host.queue("RESULTS_QUEUE"), count=1, timeout=10)
+    assert record["dequeue_count"] == 1
+    attempts = collect(host.queue("ATTEMPTS_QUEUE", base64=False), count=2, timeout=1)
+    assert len(attempts) == 1  # never redelivered while it ran past the 2 s lease
+    assert message_count(host, "WORK_QUEUE") == 0
+
+
+def test_killed_hosts_message_comes_back_after_its_lease(start_host: HostFactory) -> None:
+    first = start_host(env={"DEVHOST_MESSAGE_LEASE_SECONDS": "2"})
+    ensure_queue(first.queue("WORK_QUEUE")).send_message("stall:30")
+    attempts = first.queue("ATTEMPTS_QUEUE", base64=False)
+    assert len(collect(attempts, count=1, timeout=5)) == 1
+    first.process.kill()
+    second = start_host(queues=first.queues, env={"DEVHOST_MESSAGE_LEASE_SECONDS": "2"})
+    [record] = collect_json(second.queue("RESULTS_QUEUE"), count=1, timeout=10)
+    assert record["body"] == "stall:30"
+    assert record["dequeue_count"] == 2
+
+
+def test_poller_survives_a_storage_outage(start_host: HostFactory, tmp_path: Path) -> None:
+    emulator = Azurite(location=tmp_path / "azurite")
+    emulator.start()
+    try:
+        host = start_host(connection=emulator.connection_string)
+        ensure_queue(host.queue("WORK_QUEUE"))
+        emulator.stop()
+        assert wait_for(lambda: "unreachable" in host.process.stderr(), timeout=10)
+        time.sleep(0.5)  # a few more failed polls
+        emulator.start()
+        host.queue("WORK_QUEUE").send_message("after the outage")
+        [record] = collect_json(host.queue("RESULTS_QUEUE"), count=1, timeout=15)
+        assert record["body"] == "after the outage"
+        assert host.process.process.poll() is None
+        assert "reachable again" in host.process.stderr()
+    finally:
+        emulator.stop()
+        emulator.remove_data()
+
+
+def test_message_encoding_none_reads_and_writes_plain_text(start_host: HostFactory) -> None:
+    host = start_host(host_json={"extensions": {"queues": {"messageEncoding": "none"}}})
+    ensure_queue(host.queue("WORK_QUEUE", base64=False)).send_message("plain text!")
+    [text] = collect(host.queue("RESULTS_QUEUE", base64=False), count=1)
+    assert '"body": "plain text!"' in text

@@ -1,0 +1,129 @@
+"""Route templates and the 404/405 decision, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from devhost.errors import RouteError
+from devhost.routing import (
+    Matched,
+    MethodNotAllowed,
+    NotFound,
+    Route,
+    Router,
+    compile_template,
+    join_route,
+)
+
+GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+
+
+def router(*routes: tuple[str, list[str] | None, str]) -> Router[str]:
+    return Router(
+        Route(compile_template(t), frozenset(m) if m else None, target) for t, m, target in routes
+    )
+
+
+def test_template_plain_parameter_captures_one_segment() -> None:
+    template = compile_template("api/jobs/{job_id}")
+    assert template.match("/api/jobs/abc") == {"job_id": "abc"}
+    assert template.match("/api/jobs/abc/") == {"job_id": "abc"}
+    assert template.match("/api/jobs/abc/more") is None
+    assert template.match("/api/jobs") is None
+
+
+def test_template_literals_match_case_insensitively() -> None:
+    assert compile_template("api/Jobs").match("/API/jobs") == {}
+
+
+def test_template_parameter_values_are_percent_decoded() -> None:
+    assert compile_template("files/{name}").match("/files/a%20b%2Fc") == {"name": "a b/c"}
+
+
+def test_template_guid_constraint_accepts_guids_only() -> None:
+    template = compile_template("items/{id:guid}")
+    assert template.match(f"/items/{GUID}") == {"id": GUID}
+    assert template.match(f"/items/{GUID.upper()}") == {"id": GUID.upper()}
+    assert template.match("/items/42") is None
+    assert template.match(f"/items/{GUID}x") is None
+
+
+@pytest.mark.parametrize("value", ["0", "-7", "2147483647"])
+def test_template_int_constraint_accepts_32_bit_integers(value: str) -> None:
+    assert compile_template("n/{n:int}").match(f"/n/{value}") == {"n": value}
+
+
+@pytest.mark.parametrize("value", ["x", "1.5", "2147483648", ""])
+def test_template_int_constraint_rejects_other_values(value: str) -> None:
+    assert compile_template("n/{n:int}").match(f"/n/{value}") is None
+
+
+def test_template_optional_last_parameter_may_be_absent() -> None:
+    template = compile_template("optional/{name?}")
+    assert template.match("/optional") == {}
+    assert template.match("/optional/x") == {"name": "x"}
+
+
+def test_template_catch_all_takes_the_rest_of_the_path() -> None:
+    assert compile_template("files/{*path}").match("/files/a/b/c") == {"path": "a/b/c"}
+
+
+def test_template_mixed_segment_splits_literal_and_parameters() -> None:
+    assert compile_template("r/{name}.{ext}").match("/r/report.csv") == {
+        "name": "report", "ext": "csv"}
+
+
+def test_template_empty_route_matches_the_root_only() -> None:
+    template = compile_template("")
+    assert template.match("/") == {}
+    assert template.match("/x") is None
+
+
+@pytest.mark.parametrize("text", ["a/{x:regex}", "{a?}/b", "a/{x}{", "a/{x}/{x}", "a//b"])
+def test_template_unsupported_syntax_is_a_route_error(text: str) -> None:
+    with pytest.raises(RouteError):
+        compile_template(text)
+
+
+def test_join_route_uses_the_prefix_unless_it_is_empty() -> None:
+    assert join_route("api", "/jobs/{id}") == "api/jobs/{id}"
+    assert join_route("", "jobs") == "jobs"
+    assert join_route("api", "") == "api"
+
+
+def test_router_unknown_path_is_not_found() -> None:
+    assert isinstance(router(("api/jobs", ["POST"], "submit")).resolve("GET", "/api/x"), NotFound)
+
+
+def test_router_known_path_with_other_method_is_405_listing_allowed_methods() -> None:
+    found = router(("api/jobs", ["POST"], "submit"), ("api/jobs", ["PUT"], "replace")).resolve(
+        "GET", "/api/jobs")
+    assert found == MethodNotAllowed(frozenset({"POST", "PUT"}))
+
+
+def test_router_method_matching_is_case_insensitive_and_none_means_any() -> None:
+    routes = router(("api/jobs", ["POST"], "submit"), ("api/any", None, "any"))
+    assert routes.resolve("post", "/api/jobs") == Matched("submit", {})
+    assert routes.resolve("PATCH", "/api/any") == Matched("any", {})
+
+
+def test_router_constraint_violation_is_not_found() -> None:
+    routes = router(("api/items/{id:guid}", ["GET"], "item"))
+    assert isinstance(routes.resolve("GET", "/api/items/not-a-guid"), NotFound)
+
+
+def test_router_literal_segment_beats_parameter_whatever_the_order() -> None:
+    routes = router(("api/jobs/{id}", ["GET"], "by_id"), ("api/jobs/stats", ["GET"], "stats"))
+    assert routes.resolve("GET", "/api/jobs/stats") == Matched("stats", {})
+    assert routes.resolve("GET", "/api/jobs/7") == Matched("by_id", {"id": "7"})
+
+
+def test_router_constrained_parameter_beats_plain_parameter() -> None:
+    routes = router(("n/{name}", None, "plain"), ("n/{n:int}", None, "int"))
+    assert routes.resolve("GET", "/n/5") == Matched("int", {"n": "5"})
+    assert routes.resolve("GET", "/n/five") == Matched("plain", {"name": "five"})
+
+
+def test_router_path_match_with_wrong_method_falls_through_to_a_later_route() -> None:
+    routes = router(("api/jobs/stats", ["POST"], "reset"), ("api/jobs/{id}", ["GET"], "by_id"))
+    assert routes.resolve("GET", "/api/jobs/stats") == Matched("by_id", {"id": "stats"})
