@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint audit lock format clean reliability-report
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -30,9 +30,26 @@ run: install local.settings.json
 test: install
 	$(BIN)/python -m pytest
 
+# Runs the fault-injection scenarios and prints their figures (the README's Reliability table).
+reliability-report: install
+	rm -rf build/reliability
+	$(BIN)/python -m pytest -m reliability -q
+	$(BIN)/python -m tests.reliability.report
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# pip-audit on requirements.lock; an unreachable vulnerability database is reported, not failed.
+audit: install
+	$(BIN)/python scripts/audit.py
+
+# Re-pin requirements.lock from requirements.txt in a throwaway venv.
+lock:
+	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
+	build/lockenv/bin/pip install --quiet -r requirements.txt
+	(echo "# The runtime dependencies, pinned: what pip-audit checks (make audit). Regenerate with make lock."; \
+	  build/lockenv/bin/pip freeze) > requirements.lock
 
 format: install
 	$(BIN)/ruff check --fix .

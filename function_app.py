@@ -7,6 +7,7 @@ azure-functions-validation 0.16: @validate_http must sit below every @app.* bind
 
 from __future__ import annotations
 
+import json
 from email.utils import format_datetime
 from functools import cache
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from azure_functions_openapi import get_openapi_json, openapi, render_swagger_ui
 from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
 from pydantic import BaseModel
 
+from api_docs import complete_document
 from jobs import worker
 from jobs.cancellation import cancel
 from jobs.errors import (
@@ -205,8 +207,8 @@ def swagger_ui(req: func.HttpRequest) -> func.HttpResponse:
 @cache
 def openapi_json() -> str:
     """The OpenAPI 3.1 document, read from the app's own functions once."""
-    document: str = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app)
-    return document
+    generated = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app)
+    return json.dumps(complete_document(json.loads(generated)), indent=2)
 
 
 def job_url(request_url: str, job_id: str) -> str:
@@ -235,6 +237,8 @@ def json_response(
 
 
 def error_response(status: int, message: str, error_type: str) -> func.HttpResponse:
-    """An error in the same JSON envelope azure-functions-validation uses for its own."""
-    detail = ErrorDetail(loc=[], msg=message, type=error_type)
-    return json_response(status, ErrorBody(detail=[detail]))
+    """An error in the envelope azure-functions-validation uses, spaced as it spaces them."""
+    body = ErrorBody(detail=[ErrorDetail(loc=[], msg=message, type=error_type)])
+    return func.HttpResponse(
+        json.dumps(body.model_dump()), status_code=status,
+        headers={"Content-Type": "application/json"})
