@@ -251,8 +251,14 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
     monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
     get_settings.cache_clear()
     monkeypatch.setattr(function_app, "settings", get_settings())
-    hold = threading.Event()
-    register("held", lambda job, progress: hold.wait(10) and {})
+    hold, entered = threading.Event(), threading.Event()
+
+    def held(job: JobMessage, progress: Any) -> dict[str, Any]:
+        entered.set()
+        assert hold.wait(10)
+        return {}
+
+    register("held", held)
     done, done_out = submit(functions, **keyed("k-done"))
     functions["process_job"](queue_message(done_out.get() or ""))
     waiting, _ = submit(functions, **keyed("k-waiting"))
@@ -261,6 +267,7 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
                               args=(queue_message(running_out.get() or ""),))
     worker.start()
     try:
+        assert entered.wait(10)  # running, so not an accepted job the purge would take
         functions["purge_expired_jobs"](Timer())
     finally:
         hold.set()

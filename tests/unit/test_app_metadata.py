@@ -107,3 +107,15 @@ def test_openapi_documents_headers_and_cancelled_status(spec: dict[str, Any]) ->
     post = spec["paths"]["/api/jobs"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in post["parameters"] if p["in"] == "header"}
     assert "cancelled" in spec["components"]["schemas"]["JobStatus"]["enum"]
+
+
+def test_openapi_links_name_real_operations_and_headers_are_documented(
+    spec: dict[str, Any]
+) -> None:
+    operation_ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
+    accepted = spec["paths"]["/api/jobs"]["post"]["responses"]["202"]
+    assert {link["operationId"] for link in accepted["links"].values()} <= operation_ids
+    assert {"Location", "Retry-After", "X-Correlation-Id", "Idempotent-Replayed"} <= set(
+        accepted["headers"])
+    status = spec["paths"]["/api/jobs/{job_id}"]["get"]["responses"]["200"]
+    assert {"Retry-After", "Expires"} <= set(status["headers"])

@@ -1,0 +1,148 @@
+"""At-least-once processing under faults: duplicates, crashes, a storage outage, poison, garbage.
+
+Each scenario ends with an accounting (harness.account): every submitted job is in one
+terminal state, no completed job was overwritten, and completed handler runs are counted.
+The figures go to build/reliability/ for `make reliability-report`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.reliability.harness import (
+    MAX_DEQUEUE,
+    Rig,
+    account,
+    message_for,
+    unique_customer,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300)]
+
+
+def bodies(count: int, job_type: str = "counted", **payload: Any) -> list[dict[str, Any]]:
+    customer = unique_customer()
+    return [{"job_type": job_type, "customer_id": customer, "payload": payload}
+            for _ in range(count)]
+
+
+def test_reliability_duplicates_complete_once(rig: Rig) -> None:
+    started = time.monotonic()
+    job_ids = rig.submit_many(bodies(500))
+    jobs = rig.jobs()
+    copies = 0
+    for job_id in job_ids:
+        for _ in range(random.choice((1, 2))):  # each message delivered two or three times
+            rig.inject("job-requests", message_for(jobs[job_id], {}))
+            copies += 1
+    rig.drain(job_ids, timeout=180)
+    figures = account(rig, "duplicates", job_ids, drain_seconds=time.monotonic() - started,
+                      duplicates=copies)
+    figures.save()
+    assert figures.completed == 500 and figures.lost == 0
+    assert max(rig.runs()[i] for i in job_ids) == 1  # at most one completed run per job
+
+
+def test_reliability_crashes_lose_no_job(rig: Rig) -> None:
+    started = time.monotonic()
+    job_ids = rig.submit_many(bodies(300, seconds=0.1))
+    for _ in range(3):
+        time.sleep(random.uniform(0.5, 2.0))
+        rig.kill_host()
+        rig.start_host()
+    rig.drain(job_ids, timeout=180)
+    figures = account(rig, "crash", job_ids, drain_seconds=time.monotonic() - started)
+    figures.notes["kills"] = 3
+    figures.save()
+    assert figures.completed == 300 and figures.lost == 0
+
+
+def test_reliability_storage_outage(rig: Rig) -> None:
+    """POSTs during the outage get 503 and leave nothing; every accepted job still finishes."""
+    started = time.monotonic()
+    answers: list[requests.Response] = []
+    stop = threading.Event()
+
+    def keep_submitting() -> None:
+        for body in bodies(400, seconds=0.01):
+            if stop.is_set():
+                return
+            answers.append(rig.submit(body))
+            time.sleep(0.02)
+
+    submitter = threading.Thread(target=keep_submitting)
+    submitter.start()
+    time.sleep(2)
+    rig.azurite.stop()
+    time.sleep(3)
+    rig.azurite.start()
+    time.sleep(2)
+    stop.set()
+    submitter.join(60)
+    statuses = [a.status_code for a in answers]
+    assert 503 in statuses and set(statuses) <= {202, 503}, sorted(set(statuses))
+    job_ids = [a.json()["job_id"] for a in answers if a.status_code == 202]
+    for refused in (a for a in answers if a.status_code == 503):
+        assert refused.json()["detail"][0]["type"] == "unavailable"
+    rig.drain(job_ids, timeout=120)
+    figures = account(rig, "storage-outage", job_ids, drain_seconds=time.monotonic() - started)
+    figures.notes["refused_503"] = statuses.count(503)
+    figures.save()
+    assert set(rig.jobs()) == set(job_ids)  # a refused POST left no row behind
+    assert figures.completed == len(job_ids) and figures.lost == 0
+
+
+def test_reliability_poison_is_not_retried_forever(rig: Rig) -> None:
+    started = time.monotonic()
+    job_ids = rig.submit_many(bodies(20, job_type="always_raises"))
+    rig.drain(job_ids, timeout=120)
+    figures = account(rig, "poison", job_ids, drain_seconds=time.monotonic() - started)
+    figures.save()
+    jobs = rig.jobs()
+    assert figures.failed == 20 and figures.lost == 0
+    assert {jobs[i]["attempts"] for i in job_ids} == {MAX_DEQUEUE}
+    # The host moved every message to job-requests-poison, where fail_poisoned_job read it.
+    wait_until(lambda: rig.all_logs().count("poison message for a finished job") == 20, 30,
+               "the poison handler saw every message")
+    for name in ("job-requests", "job-requests-poison"):
+        wait_until(lambda n=name: rig.queue(n).get_queue_properties()
+                   .approximate_message_count == 0, 30, f"{name} is empty")
+    time.sleep(2)
+    assert {rig.jobs()[i]["attempts"] for i in job_ids} == {MAX_DEQUEUE}  # nothing retries
+
+
+def test_reliability_malformed_messages_do_not_stop_real_jobs(rig: Rig) -> None:
+    started = time.monotonic()
+    garbage = {
+        "not base64": ("%%% not base64 %%%", False),
+        "not JSON": ("this is not json", True),
+        "JSON without a job id": ('{"job_type": "counted"}', True),
+        "unknown job id": ('{"job_id":"00000000-0000-4000-8000-000000000000","job_type":'
+                           '"counted","customer_id":"c","submitted_at":'
+                           '"2026-01-01T00:00:00+00:00"}', True),
+        "60 KiB body": ("x" * 60 * 1024, False),
+    }
+    for text, as_host in garbage.values():
+        rig.inject("job-requests", text, as_host=as_host)
+    job_ids = rig.submit_many(bodies(20))
+    rig.drain(job_ids, timeout=60)
+    logs = wait_until(lambda: _all_garbage_handled(rig.all_logs()), 30, "garbage logged")
+    figures = account(rig, "malformed", job_ids, drain_seconds=time.monotonic() - started,
+                      duplicates=0)
+    figures.notes["garbage_messages"] = len(garbage)
+    figures.save()
+    assert figures.completed == 20 and figures.lost == 0
+    assert logs.count("dropped a malformed") + logs.count("names no job") >= len(garbage)
+    assert rig.host is not None and rig.host.process.poll() is None  # the host did not crash
+
+
+def _all_garbage_handled(logs: str) -> str | None:
+    handled = logs.count("dropped a malformed") + logs.count("names no job")
+    return logs if handled >= 5 else None
