@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -70,7 +69,7 @@ class Azurite:
         )
         deadline = time.monotonic() + timeout
         for port in (self.queue_port, self.table_port):
-            while not _accepts(port):
+            while not accepts(port):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"Azurite did not start on port {port}")
@@ -94,13 +93,10 @@ class Azurite:
             shutil.rmtree(self.location, ignore_errors=True)
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Whether something listens on the loopback `port`."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
     except OSError:
         return False
-
-
-def node_available() -> bool:
-    return shutil.which("node") is not None or bool(os.environ.get("NODE"))

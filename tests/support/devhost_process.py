@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.support.azurite import free_port
+from tests.support.azurite import accepts, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Host started"
@@ -55,7 +54,7 @@ class DevHostProcess:
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the host printed `Host started` and its port accepts connections."""
         deadline = time.monotonic() + timeout
-        while not (READY_LINE in self.stdout() and _accepts(self.port)):
+        while not (READY_LINE in self.stdout() and accepts(self.port)):
             if self.process.poll() is not None:
                 raise RuntimeError(f"devhost exited with {self.process.returncode}:\n"
                                    f"{self.stderr()}")
@@ -143,10 +142,3 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         return ""
 
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
