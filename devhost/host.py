@@ -102,7 +102,8 @@ class FunctionsHost:
     def banner(self) -> str:
         """The function list `func start` prints, with each HTTP function's URL."""
         address = str(self._server.server_address[0])
-        shown = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::", "::1") else address
+        wildcard = ("127.0.0.1", "0.0.0.0", "::", "::1")  # noqa: S104 - compared, not bound
+        shown = "localhost" if address in wildcard else address
         base = f"http://{shown}:{self.port}"
         lines = [describe_function(s, base_url=base, prefix=self._prefix) for s in self._specs]
         return "Functions:\n\n" + "\n\n".join(f"        {line}" for line in lines) + "\n"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import (
+    LinearRetry,
     QueueClient,
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
@@ -148,13 +149,13 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 def queue_client(connection: str, name: str, *, base64: bool = True) -> QueueClient:
     """A queue client; base64 matches the host's default message encoding."""
-    if not base64:
-        return QueueClient.from_connection_string(connection, name)
-    return QueueClient.from_connection_string(
-        connection, name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
+    codec: dict[str, Any] = {}
+    if base64:
+        codec = {"message_encode_policy": TextBase64EncodePolicy(),
+                 "message_decode_policy": TextBase64DecodePolicy()}
+    # The SDK's default retries wait up to a minute: a dead emulator should fail a test fast.
+    retry = LinearRetry(backoff=1, retry_total=2, random_jitter_range=0)
+    return QueueClient.from_connection_string(connection, name, retry_policy=retry, **codec)
 
 
 def ensure_queue(client: QueueClient) -> QueueClient:
