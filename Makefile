@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint audit lock format clean reliability-report
+.PHONY: install run test lint audit lock format clean reliability-report bench
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -35,6 +35,11 @@ reliability-report: install
 	rm -rf build/reliability
 	$(BIN)/python -m pytest -m reliability -q
 	$(BIN)/python -m tests.reliability.report
+
+# Measures the app in process and through the local host; prints and writes bench/results.json,
+# bench/results.md and bench/latency.png. Figures only: it asserts nothing about speed.
+bench: install
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,67 @@
+"""Run every measurement and write bench/results.json, bench/results.md, bench/latency.png.
+
+    python -m bench            (make bench)
+
+In-process figures first, on one private Azurite; then the end-to-end runs, each on a fresh
+Azurite and a fresh local host. Nothing here asserts on speed: it measures and reports.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import endtoend, inprocess, machine, report
+from tests.support.azurite import Azurite
+
+SAMPLES = 400
+WARMUP = 40
+NAIVE_SAMPLES = 300
+TRANSACTION_BATCH = 16
+SIZES = (200, 2000)
+
+
+def main() -> None:
+    """Measure, write the three files, and print the Markdown table."""
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "settings": {"samples": SAMPLES, "warmup": WARMUP, "naive_samples": NAIVE_SAMPLES,
+                     "transaction_batch": TRANSACTION_BATCH, "sizes": list(SIZES),
+                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON},
+    }
+    print(f"machine: {results['machine']}", flush=True)
+    results |= in_process()
+    samples: dict[int, dict[str, list[float]]] = {}
+    results["end_to_end"] = {}
+    for size in SIZES:
+        print(f"end to end: {size} jobs through the local host ...", flush=True)
+        run = endtoend.run(size)
+        samples[size] = run.pop("samples_ms")
+        results["end_to_end"][str(size)] = run
+    results["runtime_seconds"] = round(time.monotonic() - started, 1)
+    print(report.write(results, samples))
+    print(f"wrote {report.HERE}/results.json, results.md and latency.png")
+
+
+def in_process() -> dict[str, Any]:
+    """The overhead ratios, the client-reuse speed-up and the transaction counts."""
+    azurite = Azurite()
+    azurite.start()
+    try:
+        rig = inprocess.open_rig(azurite.connection_string)
+        print("in process: app vs bare SDK calls ...", flush=True)
+        overhead = inprocess.overhead(rig, samples=SAMPLES, warmup=WARMUP)
+        print("in process: a client per call vs a reused client ...", flush=True)
+        reuse = inprocess.client_reuse(rig, samples=NAIVE_SAMPLES, warmup=WARMUP // 2)
+        print("in process: storage transactions per job ...", flush=True)
+        counts = inprocess.count_transactions(rig, batch=TRANSACTION_BATCH)
+    finally:
+        azurite.stop()
+    return {"overhead": overhead, "client_reuse": reuse, "transactions": counts}
+
+
+if __name__ == "__main__":
+    main()

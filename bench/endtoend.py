@@ -1,0 +1,208 @@
+"""End to end through the local host: N jobs from 16 concurrent HTTP clients.
+
+Each size gets a fresh in-memory Azurite and a fresh `python -m devhost`, so the sizes do not
+share a warm table or a grown heap. Clients time each POST; completion is read from the
+table (one cheap probe a quarter second, then one query for every row's completed_at), not
+by a GET per job, which would add load of its own. The host's peak RSS is VmHWM from /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from azure.data.tables import TableClient
+
+from bench.stats import ms, summary
+from tests.support import devhost_process
+from tests.support.azurite import Azurite
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = 16
+TABLE = "jobs"
+# Only the polling interval changes; batchSize 16 and newBatchThreshold 8 come from host.json.
+HOST_JSON = {"extensions": {"queues": {"maxPollingInterval": 200}}}
+ENV = {"JOBS_TABLE_NAME": TABLE, "JOB_HANDLER_MODULES": ""}
+EXAMPLE = {"job_type": "thumbnail", "customer_id": "cust-123",
+           "payload": {"asset_url": "https://example.invalid/image.png"}}
+UNFINISHED = "RowKey eq 'job' and (status eq 'accepted' or status eq 'running')"
+DRAIN_TIMEOUT = 300.0
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One POST as a client saw it: when it started and answered, in wall-clock seconds."""
+
+    job_id: str
+    started: float
+    answered: float
+    #: 1 unless the connection was dropped and the POST sent again.
+    attempts: int = 1
+
+    @property
+    def latency(self) -> float:
+        return self.answered - self.started
+
+
+def run(size: int) -> dict[str, Any]:
+    """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run."""
+    azurite = Azurite()
+    azurite.start()
+    try:
+        env = {**ENV, "AzureWebJobsStorage": azurite.connection_string}
+        host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON)
+        try:
+            host.wait_ready()
+            return _measure(host, azurite, size)
+        finally:
+            host.stop()
+            host.cleanup()
+    finally:
+        azurite.stop()
+
+
+def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, size: int) -> dict[str, Any]:
+    pid = host.process.pid
+    idle_rss = _proc_kib(pid, "VmRSS")
+    cpu_before = {"host": _cpu_seconds(pid), "azurite": _cpu_seconds(_pid(azurite))}
+    tcp_before = tcp_counters()
+    submits = submit_all(f"{host.base_url}/api/jobs", size)
+    submit_end = max(s.answered for s in submits)
+    rows = wait_for_jobs(TableClient.from_connection_string(azurite.connection_string, TABLE))
+    cpu = {name: round(_cpu_seconds(p) - cpu_before[name], 2)
+           for name, p in (("host", pid), ("azurite", _pid(azurite)))}
+    tcp = {name: count - tcp_before.get(name, 0) for name, count in tcp_counters().items()}
+    peak = _proc_kib(pid, "VmHWM")
+    return figures(size, submits, rows, submit_end=submit_end) | {
+        "host_idle_rss_mib": round(idle_rss / 1024, 1),
+        "host_peak_rss_mib": round(peak / 1024, 1),
+        "cpu_seconds": cpu,
+        "tcp": tcp,
+    }
+
+
+def submit_all(url: str, size: int) -> list[Submitted]:
+    """POST `size` jobs from CLIENTS threads, each with its own session; raise on a non-202."""
+    local = threading.local()
+
+    def post(_: int) -> Submitted:
+        session = getattr(local, "session", None) or _new_session(local)
+        started = time.time()
+        response, attempts = _post(session, url)
+        answered = time.time()
+        if response.status_code != 202:
+            raise RuntimeError(f"submit answered {response.status_code}: {response.text}")
+        return Submitted(response.json()["job_id"], started, answered, attempts)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return list(pool.map(post, range(size)))
+
+
+def _post(session: requests.Session, url: str) -> tuple[requests.Response, int]:
+    """POST the example job, retrying a dropped connection as a client would; and the tries.
+
+    The local host's listen queue is short: under 16 clients a connection is now and then
+    reset before the host accepted it. A retried request that did reach the host leaves a
+    job no client saw; `figures` counts those as orphans.
+    """
+    for attempt in range(1, MAX_ATTEMPTS):
+        try:
+            return session.post(url, json=EXAMPLE, timeout=60), attempt
+        except requests.ConnectionError:
+            continue
+    return session.post(url, json=EXAMPLE, timeout=60), MAX_ATTEMPTS
+
+
+def _new_session(local: threading.local) -> requests.Session:
+    local.session = requests.Session()
+    return local.session
+
+
+def wait_for_jobs(table: TableClient) -> list[dict[str, Any]]:
+    """Wait until no job is accepted or running, then every job row."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while _any_unfinished(table):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"jobs still unfinished after {DRAIN_TIMEOUT:.0f}s")
+        time.sleep(0.25)
+    fields = ["PartitionKey", "status", "submitted_at", "completed_at"]
+    return list(table.query_entities("RowKey eq 'job'", select=fields))
+
+
+def _any_unfinished(table: TableClient) -> bool:
+    """Whether any job is still accepted or running: one request for at most one row."""
+    page = next(table.query_entities(UNFINISHED, results_per_page=1).by_page(), iter(()))
+    return next(iter(page), None) is not None
+
+
+def figures(size: int, submits: list[Submitted], rows: list[dict[str, Any]], *,
+            submit_end: float) -> dict[str, Any]:
+    """Throughput and latency of one run, from the clients' timings and the table's rows."""
+    answered = {s.job_id: s.answered for s in submits}
+    completed = [r for r in rows if r["status"] == "completed"]
+    done_at = {r["PartitionKey"]: r["completed_at"].timestamp() for r in completed}
+    first = min(s.started for s in submits)
+    last_done = max(done_at.values())
+    to_done = [done_at[job] - answered[job] for job in done_at if job in answered]
+    in_host = [r["completed_at"].timestamp() - r["submitted_at"].timestamp() for r in completed]
+    return {
+        "jobs": size,
+        "completed": len(completed),
+        "not_completed": len(rows) - len(completed),
+        "clients": CLIENTS,
+        "connection_retries": sum(s.attempts - 1 for s in submits),
+        "orphan_jobs": len(set(done_at) - set(answered)),
+        "submit_requests_per_s": round(size / (submit_end - first), 1),
+        "submit_latency": summary([s.latency for s in submits]),
+        "jobs_per_s": round(len(completed) / (last_done - first), 1),
+        "wall_seconds": round(last_done - first, 2),
+        "accepted_to_completed": summary(to_done) | {"max_ms": ms(max(to_done))},
+        "submitted_at_to_completed_at_p50_ms": ms(statistics.median(in_host)),
+        "samples_ms": {
+            "submit_latency": [ms(s.latency) for s in submits],
+            "accepted_to_completed": [ms(t) for t in to_done],
+        },
+    }
+
+
+def _pid(azurite: Azurite) -> int:
+    if azurite.process is None:
+        raise RuntimeError("Azurite is not running")
+    return azurite.process.pid
+
+
+def _proc_kib(pid: int, field: str) -> int:
+    """A `kB` field of /proc/<pid>/status, e.g. VmHWM (peak resident set)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def tcp_counters() -> dict[str, int]:
+    """The machine's listen-queue overflows and SYN retransmissions so far (/proc/net/netstat).
+
+    A connection refused by a full listen queue is retried by the client's kernel after a
+    second, which shows as a one-second step in the submit latency.
+    """
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            counters = dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=True))
+            return {"listen_overflows": counters.get("ListenOverflows", 0),
+                    "syn_retransmits": counters.get("TCPSynRetrans", 0)}
+    return {}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
