@@ -17,10 +17,19 @@ log = logging.getLogger(__name__)
 
 
 def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow) -> int:
-    """Delete expired job rows with their idempotency keys; return how many jobs went."""
+    """Delete expired job rows with their idempotency keys; return how many jobs went.
+
+    Also delete key rows older than the window whose job row was never written: the
+    reservation of a request an outage cut off, which its client never retried.
+    """
     now = clock()
+    cutoff = now - settings.retention
+    for key in store.old_keys(cutoff):
+        if store.read(key.job_id) is None:
+            store.delete_key(key.row)
+            log.info("stale idempotency key purged", extra={"job_id": key.job_id})
     purged = 0
-    for record in store.expired(now, accepted_before=now - settings.retention):
+    for record in store.expired(now, accepted_before=cutoff):
         # The key row goes first: a key must never point at a missing job for long.
         if record.idempotency_row:
             store.delete_key(record.idempotency_row)

@@ -49,12 +49,16 @@ Decide = Callable[[JobRecord], JobRecord | None]
 
 @dataclass(frozen=True)
 class IdempotencyKey:
-    """A client's Idempotency-Key row: which job it made, from which body, with which message."""
+    """A client's Idempotency-Key row: which job it made, from which body, with which message.
+
+    It is written before its job row, as a reservation that holds all the job needs.
+    """
 
     row: str
     job_id: str
     fingerprint: str
     message: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,13 @@ class JobStore:
             service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 
-    def insert(self, record: JobRecord) -> Versioned:
-        """Write a new job row; its id must be new."""
+    def insert(self, record: JobRecord) -> Versioned | None:
+        """Write a new job row; None if a row with its id exists already."""
         with _storage_errors():
-            meta = self._table.create_entity(to_entity(record))
+            try:
+                meta = self._table.create_entity(to_entity(record))
+            except ResourceExistsError:
+                return None
         return Versioned(record, meta["etag"], written=True)
 
     def read(self, job_id: str) -> Versioned | None:
@@ -110,6 +117,7 @@ class JobStore:
             "job_id": key.job_id,
             "fingerprint": key.fingerprint,
             "message": key.message.encode(),
+            "created_at": key.created_at,
         }
         with _storage_errors():
             try:
@@ -125,8 +133,7 @@ class JobStore:
                 entity = self._table.get_entity(row, KEY_ROW_KEY)
             except ResourceNotFoundError:
                 return None
-        message = bytes(entity["message"]).decode()
-        return IdempotencyKey(row, entity["job_id"], entity["fingerprint"], message)
+        return _key(entity)
 
     def delete_key(self, row: str) -> None:
         """Delete an idempotency-key row; a missing row is fine."""
@@ -145,6 +152,13 @@ class JobStore:
         with _storage_errors():
             for entity in self._table.query_entities(query):
                 yield from_entity(entity)
+
+    def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
+        """Idempotency-key rows written before a cutoff."""
+        query = f"RowKey eq '{KEY_ROW_KEY}' and created_at le datetime'{_odata(created_before)}'"
+        with _storage_errors():
+            for entity in self._table.query_entities(query):
+                yield _key(entity)
 
     def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
         """Apply `decide` to the job and write its answer if the row did not change meanwhile.
@@ -262,6 +276,12 @@ def _error(entity: dict[str, Any]) -> JobError | None:
     if "error_code" not in entity:
         return None
     return JobError(code=entity["error_code"], message=entity.get("error_message", ""))
+
+
+def _key(entity: dict[str, Any]) -> IdempotencyKey:
+    message = bytes(entity["message"]).decode()
+    return IdempotencyKey(entity["PartitionKey"], entity["job_id"], entity["fingerprint"],
+                          message, entity["created_at"])
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:

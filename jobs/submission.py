@@ -1,9 +1,12 @@
 """Accepting a job: write its `accepted` row, then hand back the queue message to send.
 
 With an Idempotency-Key (scoped to the customer), a repeat of the same request answers with
-the first job instead of making a second. The job row is written before the key row, so a
-key always points at a job; two racing requests both write a job, but only one key row can
-be created, and the loser deletes its own job and replays the winner's.
+the first job instead of making a second. The key row is written first, as a reservation
+that holds the job's id, the request's fingerprint and its queue message; the job row comes
+second. Only one request can create a key row, so racing requests make exactly one job. A
+request that finds the key but not yet its job row (the first request is between its two
+writes, or an outage cut it off there) writes the job row itself from the reservation, so
+the loser of a race and the retry of a cut-off request both replay the one job.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from dataclasses import dataclass
 from jobs.errors import IdempotencyKeyReused
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
-from jobs.messages import encode_message
+from jobs.messages import decode_message, encode_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
-from jobs.store import IdempotencyKey, JobStore
+from jobs.store import IdempotencyKey, JobStore, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -46,62 +49,65 @@ def submit(
     The message is encoded before any write, so a message too large for the queue leaves
     no row behind; the caller sends the message only after the rows exist.
     """
-    key_row = idempotency_row(request.customer_id, idempotency_key) if idempotency_key else None
-    fingerprint = request_fingerprint(request)
-    if key_row is not None:
-        earlier = _replay(store, key_row, fingerprint)
-        if earlier is not None:
-            return earlier
-    record, message = _new_job(request, correlation_id, key_row, clock)
-    store.insert(record)
-    if key_row is not None and not store.insert_key(
-        IdempotencyKey(key_row, record.job_id, fingerprint, message)
-    ):
-        store.delete(record.job_id)
-        return _replay(store, key_row, fingerprint) or submit(
-            store, request, correlation_id=correlation_id, idempotency_key=idempotency_key,
-            clock=clock)
-    log.info("job accepted", extra=job_fields(record))
-    return Submitted(record, message)
-
-
-def _new_job(
-    request: JobSubmissionRequest, correlation_id: str, key_row: str | None, clock: Clock
-) -> tuple[JobRecord, str]:
     now = clock()
-    job_id = str(uuid.uuid4())
-    message = encode_message(JobMessage(
-        job_id, request.job_type, request.customer_id, request.payload, now, correlation_id))
-    record = JobRecord(
-        job_id=job_id,
-        status=JobStatus.ACCEPTED,
-        job_type=request.job_type,
-        customer_id=request.customer_id,
-        submitted_at=now,
-        updated_at=now,
-        correlation_id=correlation_id,
-        idempotency_row=key_row,
-    )
-    return record, message
+    job = JobMessage(str(uuid.uuid4()), request.job_type, request.customer_id, request.payload,
+                     now, correlation_id)
+    message = encode_message(job)
+    if idempotency_key is None:
+        record = accepted_record(job, key_row=None)
+        store.insert(record)
+        log.info("job accepted", extra=job_fields(record))
+        return Submitted(record, message)
+    key = IdempotencyKey(idempotency_row(request.customer_id, idempotency_key), job.job_id,
+                         request_fingerprint(request), message, now)
+    if store.insert_key(key):
+        return Submitted(_write_reserved(store, key).record, message)
+    return _replay(store, key.row, key.fingerprint) or submit(
+        store, request, correlation_id=correlation_id, idempotency_key=idempotency_key,
+        clock=clock)
 
 
 def _replay(store: JobStore, key_row: str, fingerprint: str) -> Submitted | None:
-    """The earlier job of this key; its message again while it is still only accepted."""
+    """The job of an existing key; its message again while the job is still only accepted.
+
+    None if the key row is gone meanwhile (purged with its job): the key is free again.
+    """
     key = store.read_key(key_row)
     if key is None:
         return None
     if key.fingerprint != fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    found = store.read(key.job_id)
-    if found is None:
-        # The job was purged but its key row not yet: the key is free again.
-        store.delete_key(key_row)
-        return None
+    found = store.read(key.job_id) or _write_reserved(store, key)
     # The first send may have been lost between the row write and the queue; the worker
     # treats a second message for the same job as a duplicate.
     resend = key.message if found.record.status is JobStatus.ACCEPTED else None
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
+
+
+def _write_reserved(store: JobStore, key: IdempotencyKey) -> Versioned:
+    """Write the job row a key row reserved, unless another request wrote it first."""
+    record = accepted_record(decode_message(key.message.encode()), key_row=key.row)
+    written = store.insert(record)
+    if written is None:
+        # Another request wrote it first; if it was purged since, answer with what it was.
+        return store.read(record.job_id) or Versioned(record, "")
+    log.info("job accepted", extra=job_fields(record))
+    return written
+
+
+def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
+    """The `accepted` row of a job, built from its queue message."""
+    return JobRecord(
+        job_id=message.job_id,
+        status=JobStatus.ACCEPTED,
+        job_type=message.job_type,
+        customer_id=message.customer_id,
+        submitted_at=message.submitted_at,
+        updated_at=message.submitted_at,
+        correlation_id=message.correlation_id,
+        idempotency_row=key_row,
+    )
 
 
 def idempotency_row(customer_id: str, key: str) -> str:

@@ -96,6 +96,31 @@ def test_idempotency_racing_requests_create_exactly_one_job(
     assert len(job_rows(table)) == 5
 
 
+def test_idempotency_retry_after_an_outage_between_the_writes_finishes_the_job(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.errors import StorageUnavailable
+    from jobs.store import JobStore
+
+    real_insert = JobStore.insert
+
+    def outage(self: JobStore, record: Any) -> Any:
+        raise StorageUnavailable("Table Storage is unreachable")
+
+    monkeypatch.setattr(JobStore, "insert", outage)
+    cut_off, cut_off_out = submit(functions, **keyed("cut-off"))
+    assert cut_off.status_code == 503 and cut_off_out.get() is None
+    assert [r["RowKey"] for r in rows(table)] == ["key"]  # only the reservation
+    monkeypatch.setattr(JobStore, "insert", real_insert)
+    retry, retry_out = submit(functions, **keyed("cut-off"))
+    assert retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+    job_id = response_json(retry)["job_id"]
+    assert json.loads(retry_out.get() or "")["job_id"] == job_id
+    functions["process_job"](queue_message(retry_out.get() or ""))
+    assert status(functions, job_id)[1]["status"] == "completed"
+    assert len(job_rows(table)) == 1
+
+
 # --- cancellation -------------------------------------------------------------------------
 
 def test_cancel_accepted_job_and_worker_never_starts_it(
@@ -278,6 +303,31 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
     assert [r["RowKey"] for r in rows(table)] == ["job"]  # both key rows went with their jobs
     again, _ = submit(functions, **keyed("k-done"))
     assert response_json(again)["job_id"] != response_json(done)["job_id"]
+
+
+def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import function_app
+    from jobs.errors import StorageUnavailable
+    from jobs.settings import get_settings
+    from jobs.store import JobStore
+
+    def outage(self: JobStore, record: Any) -> Any:
+        raise StorageUnavailable("Table Storage is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JobStore, "insert", outage)
+        assert submit(functions, **keyed("abandoned"))[0].status_code == 503
+    live, _ = submit(functions, **keyed("live"))
+    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
+    get_settings.cache_clear()
+    monkeypatch.setattr(function_app, "settings", get_settings())
+    functions["purge_expired_jobs"](Timer())
+    # The abandoned reservation is gone; the live job was accepted "before" the zero-hour
+    # window too, so it went with its key.
+    assert rows(table) == []
+    assert status(functions, response_json(live)["job_id"])[0] == 404
 
 
 # --- correlation and logs -----------------------------------------------------------------
