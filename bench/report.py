@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from bench.handlers import NOOP
 
@@ -164,6 +165,9 @@ def plot(samples: Mapping[int, Mapping[str, list[float]]], path: Path, *, subtit
 
 def _decorate(axis: Any, title: str) -> None:
     axis.set_xscale("log")
+    # Plain numbers on the major ticks; minor labels would overlap on a short log range.
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel("milliseconds (log scale)")
     axis.set_ylabel("fraction of jobs at or below")
     axis.set_title(title)
