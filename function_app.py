@@ -65,13 +65,15 @@ HEADER_PARAMETERS = [
 
 
 class JsonBodyAdapter(PydanticAdapter):
-    """validate_http's adapter, answering 400 rather than 500 for JSON nested too deeply."""
+    """validate_http's adapter, answering 400 rather than 500 for JSON that json.loads refuses
+    past its syntax checks: nested too deeply, or an integer longer than 4,300 digits."""
 
     def parse_body(self, req: func.HttpRequest, model: type[BaseModel]) -> BaseModel:
         try:
             parsed: BaseModel = super().parse_body(req, model)
-        except RecursionError as e:
-            raise MalformedRequestError("Invalid JSON: nested too deeply") from e
+        except (RecursionError, ValueError) as e:
+            raise MalformedRequestError("Invalid JSON: nested too deeply or a number too long"
+                                        ) from e
         return parsed
 
 
@@ -109,7 +111,8 @@ def submit_job(
     trace = correlation_id(req.headers.get("traceparent"), req.headers.get("X-Correlation-Id"))
     with log_context(correlation_id=trace, invocation_id=context.invocation_id):
         try:
-            submitted = submit(default_store(), body, correlation_id=trace, idempotency_key=key)
+            submitted = submit(default_store(), body, correlation_id=trace,
+                               retention=settings.retention, idempotency_key=key)
         except MessageTooLarge as e:
             return error_response(413, str(e), "payload_too_large")
         except IdempotencyKeyReused as e:
@@ -174,7 +177,8 @@ def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
 def process_job(msg: func.QueueMessage, context: func.Context) -> None:
     dequeue_count = msg.dequeue_count or 1
     delivery = worker.Delivery(msg.id or "", msg.get_body(), dequeue_count)
-    with log_context(invocation_id=context.invocation_id, dequeue_count=dequeue_count):
+    with log_context(invocation_id=context.invocation_id, message_id=msg.id,
+                     dequeue_count=dequeue_count):
         worker.process(default_store(), delivery, settings=settings)
 
 

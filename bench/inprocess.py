@@ -119,7 +119,9 @@ def _user_functions(app: func.FunctionApp) -> dict[str, Callable[..., Any]]:
 def new_job() -> tuple[JobRecord, str]:
     """An accepted no-progress job as submit makes it, and its queue message."""
     now, job_id, correlation = lifecycle.utcnow(), str(uuid.uuid4()), uuid.uuid4().hex
-    message = encode_message(JobMessage(job_id, NOOP, CUSTOMER, PAYLOAD, now, correlation))
+    message = encode_message(JobMessage(job_id=job_id, job_type=NOOP, customer_id=CUSTOMER,
+                                        payload=PAYLOAD, submitted_at=now,
+                                        correlation_id=correlation))
     record = JobRecord(job_id=job_id, status=JobStatus.ACCEPTED, job_type=NOOP,
                        customer_id=CUSTOMER, submitted_at=now, updated_at=now,
                        correlation_id=correlation)

@@ -56,6 +56,8 @@ def may_claim(record: JobRecord, claim: Claim) -> bool:
     An accepted job is free. A running job belongs to the delivery that claimed it, so an
     overlapping duplicate never runs the handler too; only a later delivery of the same
     message (a higher dequeue count, so the earlier attempt crashed or failed) takes it over.
+    An equal count is this very delivery, deciding again after its own claim was written but
+    answered with an error; it keeps the job.
     """
     if record.status is JobStatus.ACCEPTED:
         return True
@@ -64,7 +66,7 @@ def may_claim(record: JobRecord, claim: Claim) -> bool:
         record.status is JobStatus.RUNNING
         and owner is not None
         and owner.message_id == claim.message_id
-        and claim.dequeue_count > owner.dequeue_count
+        and claim.dequeue_count >= owner.dequeue_count
     )
 
 

@@ -76,10 +76,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging() -> None:
-    """Stamp context fields on every record; print JSON lines where no host handler exists.
+    """Stamp context fields on every record and write every line as JSON.
 
     Under the Functions host the root logger already has the worker's handler, which ships
-    records to the host; elsewhere (tests, the local host) a stderr handler prints JSON lines.
+    each formatted line to the host: it gets the JSON formatter, so the fields reach the
+    host's logs too. Elsewhere (the local host, scripts) a stderr handler prints the lines.
     """
     logging.setLogRecordFactory(ContextLogRecord)
     # The SDKs log request URLs and headers at INFO: noise, and no place for storage details.
@@ -87,6 +88,6 @@ def configure_logging() -> None:
     logging.getLogger("jobs").setLevel(logging.INFO)
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
         handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)

@@ -84,7 +84,7 @@ class JobRecord:
     claim: Claim | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobMessage:
     """What the submit function puts on the queue and a handler receives."""
 
@@ -132,9 +132,10 @@ class JobSubmissionRequest(BaseModel):
     @classmethod
     def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
         try:
-            json.dumps(value, allow_nan=False)
-        except ValueError as e:
-            raise ValueError("payload must be plain JSON: NaN and Infinity are not allowed") from e
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+        except ValueError as e:  # UnicodeEncodeError is one too
+            raise ValueError("payload must be plain JSON: NaN, Infinity and unpaired "
+                             "surrogates (\\ud800) are not allowed") from e
         return value
 
 

@@ -7,6 +7,7 @@ query scans the whole table; see the README for when a table per period is the b
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
@@ -14,6 +15,9 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 
 log = logging.getLogger(__name__)
+# How long a queue message lives by default: an accepted job younger than this may still
+# have its message on the way, however short the retention window is.
+MESSAGE_TIME_TO_LIVE = timedelta(days=7)
 
 
 def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow) -> int:
@@ -29,11 +33,14 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
             store.delete_key(key.row)
             log.info("stale idempotency key purged", extra={"job_id": key.job_id})
     purged = 0
-    for record in store.expired(now, accepted_before=cutoff):
+    accepted_before = now - max(settings.retention, MESSAGE_TIME_TO_LIVE)
+    for found in store.expired(now, accepted_before=accepted_before):
+        record = found.record
         # The key row goes first: a key must never point at a missing job for long.
         if record.idempotency_row:
             store.delete_key(record.idempotency_row)
-        store.delete(record.job_id)
-        log.info("job purged", extra={**job_fields(record), "status": record.status.value})
-        purged += 1
+        # As of the row that was found: a job claimed since then is left alone.
+        if store.delete(record.job_id, etag=found.etag):
+            log.info("job purged", extra={**job_fields(record), "status": record.status.value})
+            purged += 1
     return purged

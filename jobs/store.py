@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -47,7 +47,7 @@ EXTRA_CLIENT_OPTIONS: dict[str, Any] = {}
 Decide = Callable[[JobRecord], JobRecord | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IdempotencyKey:
     """A client's Idempotency-Key row: which job it made, from which body, with which message.
 
@@ -104,10 +104,17 @@ class JobStore:
                 return None
         return Versioned(from_entity(entity), str(entity.metadata["etag"]))
 
-    def delete(self, job_id: str) -> None:
-        """Delete a job's row; a missing row is fine."""
+    def delete(self, job_id: str, *, etag: str | None = None) -> bool:
+        """Delete a job's row, only as of `etag` if given; False if it changed since."""
+        conditions: dict[str, Any] = {}
+        if etag is not None:
+            conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         with _storage_errors():
-            self._table.delete_entity(job_id, ROW_KEY)
+            try:
+                self._table.delete_entity(job_id, ROW_KEY, **conditions)
+            except ResourceModifiedError:
+                return False
+        return True
 
     def insert_key(self, key: IdempotencyKey) -> bool:
         """Write a new idempotency-key row; False if the key already has one."""
@@ -140,7 +147,7 @@ class JobStore:
         with _storage_errors():
             self._table.delete_entity(row, KEY_ROW_KEY)
 
-    def expired(self, now: datetime, accepted_before: datetime) -> Iterator[JobRecord]:
+    def expired(self, now: datetime, accepted_before: datetime) -> Iterator[Versioned]:
         """Jobs to purge: finished ones past `expires_at`, and accepted ones older than a cutoff.
 
         Every job is its own partition, so this is a scan of the whole table.
@@ -151,7 +158,7 @@ class JobStore:
         )
         with _storage_errors():
             for entity in self._table.query_entities(query):
-                yield from_entity(entity)
+                yield Versioned(from_entity(entity), str(entity.metadata["etag"]))
 
     def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
         """Idempotency-key rows written before a cutoff."""
@@ -175,11 +182,13 @@ class JobStore:
                 raise JobNotFound(job_id)
             new = decide(current.record)
             if new is None:
-                return current
+                return replace(current, written=False)
             try:
                 return self._write(new, current.etag)
             except ResourceModifiedError:
                 current = None
+            except ResourceNotFoundError as e:  # purged since it was read
+                raise JobNotFound(job_id) from e
 
     def _write(self, record: JobRecord, etag: str) -> Versioned:
         with _storage_errors():
@@ -280,8 +289,9 @@ def _error(entity: dict[str, Any]) -> JobError | None:
 
 def _key(entity: dict[str, Any]) -> IdempotencyKey:
     message = bytes(entity["message"]).decode()
-    return IdempotencyKey(entity["PartitionKey"], entity["job_id"], entity["fingerprint"],
-                          message, entity["created_at"])
+    return IdempotencyKey(row=entity["PartitionKey"], job_id=entity["job_id"],
+                          fingerprint=entity["fingerprint"], message=message,
+                          created_at=entity["created_at"])
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:

@@ -16,6 +16,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from jobs.errors import IdempotencyKeyReused
 from jobs.lifecycle import Clock, utcnow
@@ -41,6 +42,7 @@ def submit(
     request: JobSubmissionRequest,
     *,
     correlation_id: str,
+    retention: timedelta,
     idempotency_key: str | None = None,
     clock: Clock = utcnow,
 ) -> Submitted:
@@ -50,34 +52,42 @@ def submit(
     no row behind; the caller sends the message only after the rows exist.
     """
     now = clock()
-    job = JobMessage(str(uuid.uuid4()), request.job_type, request.customer_id, request.payload,
-                     now, correlation_id)
+    job = JobMessage(job_id=str(uuid.uuid4()), job_type=request.job_type,
+                     customer_id=request.customer_id, payload=request.payload,
+                     submitted_at=now, correlation_id=correlation_id)
     message = encode_message(job)
     if idempotency_key is None:
         record = accepted_record(job, key_row=None)
         store.insert(record)
         log.info("job accepted", extra=job_fields(record))
         return Submitted(record, message)
-    key = IdempotencyKey(idempotency_row(request.customer_id, idempotency_key), job.job_id,
-                         request_fingerprint(request), message, now)
+    key = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
+                         job_id=job.job_id, fingerprint=request_fingerprint(request),
+                         message=message, created_at=now)
     if store.insert_key(key):
         return Submitted(_write_reserved(store, key).record, message)
-    return _replay(store, key.row, key.fingerprint) or submit(
-        store, request, correlation_id=correlation_id, idempotency_key=idempotency_key,
-        clock=clock)
+    return _replay(store, key, stale_before=now - retention) or submit(
+        store, request, correlation_id=correlation_id, retention=retention,
+        idempotency_key=idempotency_key, clock=clock)
 
 
-def _replay(store: JobStore, key_row: str, fingerprint: str) -> Submitted | None:
+def _replay(store: JobStore, mine: IdempotencyKey, *, stale_before: datetime
+            ) -> Submitted | None:
     """The job of an existing key; its message again while the job is still only accepted.
 
-    None if the key row is gone meanwhile (purged with its job): the key is free again.
+    None if the key is free again: its row is gone, or it is a reservation older than the
+    retention window whose job row is gone (purged; a live reservation is never that old).
     """
-    key = store.read_key(key_row)
+    key = store.read_key(mine.row)
     if key is None:
         return None
-    if key.fingerprint != fingerprint:
+    if key.fingerprint != mine.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    found = store.read(key.job_id) or _write_reserved(store, key)
+    found = store.read(key.job_id)
+    if found is None and key.created_at <= stale_before:
+        store.delete_key(key.row)
+        return None
+    found = found or _write_reserved(store, key)
     # The first send may have been lost between the row write and the queue; the worker
     # treats a second message for the same job as a duplicate.
     resend = key.message if found.record.status is JobStatus.ACCEPTED else None

@@ -106,7 +106,7 @@ class _Run:
                 raise JobFailed("unknown_job_type", "no handler for this job type")
             result = _checked_result(handler(self.message, self.report_progress))
         except JobCancelled:
-            log.info("job cancelled while running; stopped")
+            log.info("job cancelled or taken over while running; stopped")
             return Outcome.SKIPPED
         except JobFailed as e:
             return self.finish(JobError(e.code, e.message))
@@ -141,8 +141,11 @@ class _Run:
             log.warning("outcome dropped: the job changed under this run",
                         extra={"status": status})
             return Outcome.SKIPPED
-        log.info("job %s", status, extra={"status": status})
-        return Outcome.FAILED if isinstance(outcome, JobError) else Outcome.COMPLETED
+        if isinstance(outcome, JobError):
+            log.info("job failed", extra={"status": status})
+            return Outcome.FAILED
+        log.info("job completed", extra={"status": status})
+        return Outcome.COMPLETED
 
     def _write(self, change: lifecycle.Change) -> bool:
         """Apply `change` while the job is still this run's; False once it is not."""
@@ -153,7 +156,10 @@ class _Run:
                 return None
             return change(record)
 
-        self.current = self.store.update(self.message.job_id, decide, known=self.current)
+        try:
+            self.current = self.store.update(self.message.job_id, decide, known=self.current)
+        except JobNotFound:  # purged meanwhile
+            return False
         return self.current.written
 
 

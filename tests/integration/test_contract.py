@@ -266,16 +266,20 @@ def test_terminal_job_expires_after_retention_hours(functions: Functions, table:
     assert expires - datetime.fromisoformat(record["completed_at"]) == timedelta(hours=168)
 
 
-def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
-    functions: Functions, table: TableClient, register: Register,
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import function_app
+def purge_days_from_now(days: float) -> int:
+    """Run the purge as if `days` had passed, with the default 168-hour retention."""
+    from jobs.lifecycle import utcnow
+    from jobs.retention import purge_expired
     from jobs.settings import get_settings
+    from jobs.store import default_store
 
-    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
-    get_settings.cache_clear()
-    monkeypatch.setattr(function_app, "settings", get_settings())
+    later = utcnow() + timedelta(days=days)
+    return purge_expired(default_store(), settings=get_settings(), clock=lambda: later)
+
+
+def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
+    functions: Functions, table: TableClient, register: Register
+) -> None:
     hold, entered = threading.Event(), threading.Event()
 
     def held(job: JobMessage, progress: Any) -> dict[str, Any]:
@@ -293,7 +297,8 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
     worker.start()
     try:
         assert entered.wait(10)  # running, so not an accepted job the purge would take
-        functions["purge_expired_jobs"](Timer())
+        assert purge_days_from_now(6) == 0  # nothing has expired yet
+        assert purge_days_from_now(8) == 2
     finally:
         hold.set()
         worker.join(10)
@@ -305,12 +310,28 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
     assert response_json(again)["job_id"] != response_json(done)["job_id"]
 
 
-def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
+def test_purge_timer_deletes_jobs_past_a_zero_hour_retention(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import function_app
-    from jobs.errors import StorageUnavailable
     from jobs.settings import get_settings
+
+    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
+    get_settings.cache_clear()
+    monkeypatch.setattr(function_app, "settings", get_settings())
+    done, out = submit(functions)
+    functions["process_job"](queue_message(out.get() or ""))
+    waiting, _ = submit(functions)
+    functions["purge_expired_jobs"](Timer())
+    assert status(functions, response_json(done)["job_id"])[0] == 404
+    # An accepted job's message may live 7 days in the queue, whatever the retention says.
+    assert status(functions, response_json(waiting)["job_id"])[0] == 200
+
+
+def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.errors import StorageUnavailable
     from jobs.store import JobStore
 
     def outage(self: JobStore, record: Any) -> Any:
@@ -319,15 +340,30 @@ def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
     with monkeypatch.context() as patch:
         patch.setattr(JobStore, "insert", outage)
         assert submit(functions, **keyed("abandoned"))[0].status_code == 503
-    live, _ = submit(functions, **keyed("live"))
-    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")
+    assert [r["RowKey"] for r in rows(table)] == ["key"]
+    assert purge_days_from_now(6) == 0 and len(rows(table)) == 1
+    purge_days_from_now(8)
+    assert rows(table) == []
+
+
+def test_idempotency_replay_racing_the_purge_never_revives_a_purged_job(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge deleted the job row but not yet its (old) key row: the key is free again."""
+    import function_app
+    from jobs.settings import get_settings
+
+    first, out = submit(functions, **keyed("reused-later"))
+    functions["process_job"](queue_message(out.get() or ""))
+    first_id = response_json(first)["job_id"]
+    table.delete_entity(first_id, "job")
+    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")  # so the key row counts as old
     get_settings.cache_clear()
     monkeypatch.setattr(function_app, "settings", get_settings())
-    functions["purge_expired_jobs"](Timer())
-    # The abandoned reservation is gone; the live job was accepted "before" the zero-hour
-    # window too, so it went with its key.
-    assert rows(table) == []
-    assert status(functions, response_json(live)["job_id"])[0] == 404
+    again, again_out = submit(functions, **keyed("reused-later"))
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
+    assert response_json(again)["job_id"] != first_id
+    assert status(functions, first_id)[0] == 404
 
 
 # --- correlation and logs -----------------------------------------------------------------
@@ -371,3 +407,4 @@ def test_every_log_line_carries_correlation_and_invocation(
         assert len(line.invocation_id) == 36  # type: ignore[attr-defined]
     worker_lines = [r for r in lines if r.name == "jobs.worker" and "poison" not in r.getMessage()]
     assert {r.dequeue_count for r in worker_lines} == {2}  # type: ignore[attr-defined]
+    assert all(r.message_id for r in worker_lines)  # type: ignore[attr-defined]

@@ -67,6 +67,10 @@ BAD_INPUTS = [
                  id="payload-nan"),
     pytest.param(b"", {}, 422, id="empty-body"),
     pytest.param(b"[" * 40_000, {}, 400, id="json-nested-too-deep"),
+    pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":{"n":' + b"9" * 4_301
+                 + b"}}", {}, 400, id="integer-too-long"),
+    pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":{"s":"\\ud800"}}', {},
+                 422, id="payload-unpaired-surrogate"),
     pytest.param(b'{"job_type":"thumbnail","customer_id":"c","payload":' + b'{"a":' * 5_000
                  + b"1" + b"}" * 5_001, {}, 400, id="payload-nested-too-deep"),
     pytest.param(EXAMPLE, {"content_type": "text/plain"}, 415, id="text-plain"),
@@ -275,3 +279,20 @@ def test_log_lines_carry_job_fields(
         assert record.job_type == "thumbnail"  # type: ignore[attr-defined]
         assert record.customer_id == "cust-123"  # type: ignore[attr-defined]
         assert record.job_id == json.loads(out.get() or "")["job_id"]  # type: ignore[attr-defined]
+
+
+def test_worker_keeps_a_claim_whose_write_answered_with_an_error(
+    functions: Functions, table: TableClient
+) -> None:
+    """The claim merge was stored but answered 5xx; the SDK's retry gets 412 and reads the
+    row back with this delivery's own claim on it: the delivery must still run the job."""
+    from jobs import lifecycle
+    from jobs.models import Claim
+    from jobs.store import default_store
+
+    _, out = submit(functions)
+    job_id = json.loads(out.get() or "")["job_id"]
+    claim = Claim("message-7", 1)
+    default_store().update(job_id, lambda r: lifecycle.start(r, claim, now=r.updated_at))
+    functions["process_job"](queue_message(out.get() or "", message_id="message-7"))
+    assert rows(table)[0]["status"] == "completed"

@@ -198,8 +198,9 @@ def message_for(row: dict[str, Any], payload: dict[str, Any]) -> str:
 
     submitted = row["submitted_at"]
     assert isinstance(submitted, datetime)
-    return encode_message(JobMessage(row["PartitionKey"], row["job_type"], row["customer_id"],
-                                     payload, submitted, row.get("correlation_id", "")))
+    return encode_message(JobMessage(
+        job_id=row["PartitionKey"], job_type=row["job_type"], customer_id=row["customer_id"],
+        payload=payload, submitted_at=submitted, correlation_id=row.get("correlation_id", "")))
 
 
 def wait_until(probe: Callable[[], Any], timeout: float, what: str) -> Any:

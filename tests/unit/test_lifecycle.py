@@ -66,7 +66,7 @@ def test_lifecycle_progress_only_while_running() -> None:
     [
         (JobStatus.ACCEPTED, None, Claim("m", 1), True),
         (JobStatus.RUNNING, Claim("m", 1), Claim("m", 2), True),  # a crashed attempt's redelivery
-        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), False),  # the same delivery again
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), True),  # its own claim, read back
         (JobStatus.RUNNING, Claim("m", 1), Claim("copy", 5), False),  # an overlapping copy
         (JobStatus.COMPLETED, Claim("m", 1), Claim("m", 2), False),
         (JobStatus.FAILED, Claim("m", 1), Claim("m", 2), False),

@@ -12,8 +12,8 @@ from jobs.errors import InvalidMessage, MessageTooLarge
 from jobs.messages import MAX_MESSAGE_BYTES, decode_message, encode_message
 from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
 
-MESSAGE = JobMessage("id-1", "thumbnail", "cust", {"k": ["v", 1]},
-                     datetime(2026, 1, 1, tzinfo=UTC))
+MESSAGE = JobMessage(job_id="id-1", job_type="thumbnail", customer_id="cust",
+                     payload={"k": ["v", 1]}, submitted_at=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_messages_round_trip() -> None:
@@ -21,7 +21,8 @@ def test_messages_round_trip() -> None:
 
 
 def test_messages_encode_refuses_more_than_the_queue_holds() -> None:
-    big = JobMessage("id", "t", "c", {"b": "x" * MAX_MESSAGE_BYTES}, MESSAGE.submitted_at)
+    big = JobMessage(job_id="id", job_type="t", customer_id="c",
+                     payload={"b": "x" * MAX_MESSAGE_BYTES}, submitted_at=MESSAGE.submitted_at)
     with pytest.raises(MessageTooLarge):
         encode_message(big)
 
@@ -52,7 +53,7 @@ def test_models_request_refuses_key_unsafe_customer_ids(customer_id: str) -> Non
 
 
 def test_models_request_refuses_non_finite_numbers() -> None:
-    with pytest.raises(ValidationError, match="NaN and Infinity"):
+    with pytest.raises(ValidationError, match="NaN, Infinity"):
         JobSubmissionRequest.model_validate(
             json.loads('{"job_type":"thumbnail","customer_id":"c","payload":{"x":Infinity}}'))
 
