@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from itertools import pairwise
 
 import pytest
@@ -18,7 +19,9 @@ def test_timer_fires_on_its_schedule_from_a_setting(start_host: HostFactory) -> 
     assert len(ticks) >= 3
     assert not any(r["past_due"] for r in ticks)
     gaps = [b["at"] - a["at"] for a, b in pairwise(ticks)]
-    assert all(0.7 <= gap <= 1.5 for gap in gaps), gaps
+    # The median, so one tick a busy machine delayed does not decide it; an every-2-seconds
+    # schedule would put it near 2.
+    assert 0.7 <= statistics.median(gaps) <= 1.5, gaps
 
 
 def test_timer_run_on_startup_fires_once_at_start(start_host: HostFactory) -> None:
