@@ -36,11 +36,13 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
     accepted_before = now - max(settings.retention, MESSAGE_TIME_TO_LIVE)
     for found in store.expired(now, accepted_before=accepted_before):
         record = found.record
-        # The key row goes first: a key must never point at a missing job for long.
+        # As of the row that was found: a job claimed since then is left alone, key and all.
+        if not store.delete(record.job_id, etag=found.etag):
+            continue
+        # A replay that finds this key before it goes sees an old key without its job, which
+        # frees the key (submission._replay), so the job is never written again.
         if record.idempotency_row:
             store.delete_key(record.idempotency_row)
-        # As of the row that was found: a job claimed since then is left alone.
-        if store.delete(record.job_id, etag=found.etag):
-            log.info("job purged", extra={**job_fields(record), "status": record.status.value})
-            purged += 1
+        log.info("job purged", extra={**job_fields(record), "status": record.status.value})
+        purged += 1
     return purged

@@ -408,3 +408,20 @@ def test_every_log_line_carries_correlation_and_invocation(
     worker_lines = [r for r in lines if r.name == "jobs.worker" and "poison" not in r.getMessage()]
     assert {r.dequeue_count for r in worker_lines} == {2}  # type: ignore[attr-defined]
     assert all(r.message_id for r in worker_lines)  # type: ignore[attr-defined]
+
+
+def test_purge_leaves_a_job_changed_since_the_scan_with_its_key(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan saw an accepted job; a worker claimed it before the delete: both rows stay."""
+    from jobs.store import JobStore, default_store
+
+    response, out = submit(functions, **keyed("claimed-meanwhile"))
+    job_id = response_json(response)["job_id"]
+    seen = default_store().read(job_id)
+    assert seen is not None
+    functions["process_job"](queue_message(out.get() or ""))  # the row changes after the scan
+    monkeypatch.setattr(JobStore, "expired", lambda self, now, accepted_before: iter([seen]))
+    assert purge_days_from_now(0) == 0
+    assert sorted(r["RowKey"] for r in rows(table)) == ["job", "key"]
+    assert status(functions, job_id)[1]["status"] == "completed"
