@@ -23,7 +23,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from jobs.errors import JobNotFound, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
@@ -88,21 +88,13 @@ class JobStore:
 
     def insert(self, record: JobRecord) -> Versioned | None:
         """Write a new job row; None if a row with its id exists already."""
-        with _storage_errors():
-            try:
-                meta = self._table.create_entity(to_entity(record))
-            except ResourceExistsError:
-                return None
-        return Versioned(record, meta["etag"], written=True)
+        meta = self._create(to_entity(record))
+        return None if meta is None else Versioned(record, meta["etag"], written=True)
 
     def read(self, job_id: str) -> Versioned | None:
         """The job's row, or None if there is none."""
-        with _storage_errors():
-            try:
-                entity = self._table.get_entity(job_id, ROW_KEY)
-            except ResourceNotFoundError:
-                return None
-        return Versioned(from_entity(entity), str(entity.metadata["etag"]))
+        entity = self._get(job_id, ROW_KEY)
+        return None if entity is None else Versioned(from_entity(entity), _etag(entity))
 
     def delete(self, job_id: str, *, etag: str | None = None) -> bool:
         """Delete a job's row, only as of `etag` if given; False if it changed since."""
@@ -126,21 +118,12 @@ class JobStore:
             "message": key.message.encode(),
             "created_at": key.created_at,
         }
-        with _storage_errors():
-            try:
-                self._table.create_entity(entity)
-            except ResourceExistsError:
-                return False
-        return True
+        return self._create(entity) is not None
 
     def read_key(self, row: str) -> IdempotencyKey | None:
         """The idempotency-key row, or None."""
-        with _storage_errors():
-            try:
-                entity = self._table.get_entity(row, KEY_ROW_KEY)
-            except ResourceNotFoundError:
-                return None
-        return _key(entity)
+        entity = self._get(row, KEY_ROW_KEY)
+        return None if entity is None else _key(entity)
 
     def delete_key(self, row: str) -> None:
         """Delete an idempotency-key row; a missing row is fine."""
@@ -158,7 +141,7 @@ class JobStore:
         )
         with _storage_errors():
             for entity in self._table.query_entities(query):
-                yield Versioned(from_entity(entity), str(entity.metadata["etag"]))
+                yield Versioned(from_entity(entity), _etag(entity))
 
     def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
         """Idempotency-key rows written before a cutoff."""
@@ -189,6 +172,23 @@ class JobStore:
                 current = None
             except ResourceNotFoundError as e:  # purged since it was read
                 raise JobNotFound(job_id) from e
+
+    def _create(self, entity: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a row; its metadata, or None if a row with its keys exists already."""
+        with _storage_errors():
+            try:
+                meta: dict[str, Any] = self._table.create_entity(entity)
+            except ResourceExistsError:
+                return None
+        return meta
+
+    def _get(self, partition_key: str, row_key: str) -> TableEntity | None:
+        """The entity with these keys, or None."""
+        with _storage_errors():
+            try:
+                return self._table.get_entity(partition_key, row_key)
+            except ResourceNotFoundError:
+                return None
 
     def _write(self, record: JobRecord, etag: str) -> Versioned:
         with _storage_errors():
@@ -285,6 +285,10 @@ def _error(entity: dict[str, Any]) -> JobError | None:
     if "error_code" not in entity:
         return None
     return JobError(code=entity["error_code"], message=entity.get("error_message", ""))
+
+
+def _etag(entity: TableEntity) -> str:
+    return str(entity.metadata["etag"])
 
 
 def _key(entity: dict[str, Any]) -> IdempotencyKey:
