@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint audit lock format clean reliability-report bench
+.PHONY: install run test lint audit lock format clean reliability-report bench explore
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -35,6 +35,13 @@ reliability-report: install
 	rm -rf build/reliability
 	$(BIN)/python -m pytest -m reliability -q
 	$(BIN)/python -m tests.reliability.report
+
+# The model-based fault explorer with its deep budget (5,000 examples; `make test` runs 200).
+# Prints the shrunk failing schedule, or a summary table. Replay a run with SEED=<n>.
+SEED ?=
+explore: install
+	EXPLORE_PROFILE=deep $(BIN)/python -m pytest -m explore tests/explore -q -p no:cacheprovider \
+	  $(if $(SEED),--hypothesis-seed=$(SEED),)
 
 # Measures the app in process and through the local host; prints and writes bench/results.json,
 # bench/results.md and bench/latency.png. Figures only: it asserts nothing about speed.

@@ -1,0 +1,252 @@
+"""The explorer's history and checker: what clients saw, and the guarantees it must satisfy.
+
+Every operation is recorded as Jepsen records it: `ok` (2xx), `fail` (4xx: definitely not
+applied) or `info` (5xx or an exception: maybe applied). The checker never assumes an `info`
+operation was or was not applied; it checks the table itself after every step.
+
+The guarantees, in the words a user would use, are `INVARIANTS`; a broken one raises
+`Violation` with the recent history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+INVARIANTS = {
+    "one_job_per_key": "while a key's job is stored, every 202 for that key names that job",
+    "one_row_per_key": "a key never has two stored job rows",
+    "terminal_is_final": "an observed terminal state (status, result, error) never changes "
+                         "until the job is purged, which answers 404 from then on",
+    "no_backward": "a job's status never moves backward",
+    "one_result": "at most one handler result per job is ever written, and it is the result "
+                  "of a handler run that completed",
+    "one_attempt_per_delivery": "a job's attempts never exceed the deliveries that ran it",
+    "nothing_lost": "every job answered 202 is stored, and at quiescence it is terminal, or "
+                    "purged after its retention",
+    "no_row_forgotten": "at quiescence no job row is left accepted or running",
+    "purge_after_retention": "a job row disappears only in a purge run, after its retention",
+    "no_500": "no HTTP function answers 500 (or raises)",
+    "retry_after": "every 503 carries Retry-After",
+    "cancel_means_cancelled": "a DELETE answered 200 means the job is cancelled; 409 only for "
+                              "a completed or failed job",
+}
+RANK = {"accepted": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# An accepted job may wait this long for its message (the queue's default time to live).
+MESSAGE_TIME_TO_LIVE = timedelta(days=7)
+HISTORY_SHOWN = 40
+
+
+class Violation(AssertionError):
+    """A guarantee did not hold; the message names it and shows the recent history."""
+
+
+@dataclass
+class Op:
+    """One operation as the client (or the host) saw it."""
+
+    step: int
+    kind: str
+    args: str
+    outcome: str  # ok | fail | info
+    seen: str
+
+    def __str__(self) -> str:
+        return f"#{self.step:<3} {self.kind:<8} {self.args:<38} {self.outcome:<4} {self.seen}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the checker reads from a stored job row."""
+
+    job_id: str
+    status: str
+    result: Any
+    error: tuple[str, str] | None
+    attempts: int
+    key_row: str | None
+    submitted_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, entity: dict[str, Any]) -> Row:
+        error = None
+        if "error_code" in entity:
+            error = (entity["error_code"], entity.get("error_message", ""))
+        return cls(
+            job_id=entity["PartitionKey"], status=entity["status"],
+            result=json.loads(entity["result"]) if "result" in entity else None, error=error,
+            attempts=int(entity.get("attempts", 0)), key_row=entity.get("idempotency_row"),
+            submitted_at=entity["submitted_at"], updated_at=entity["updated_at"],
+            expires_at=entity.get("expires_at"),
+        )
+
+    @property
+    def final(self) -> tuple[str, Any, Any]:
+        return (self.status, self.result, self.error)
+
+
+@dataclass(frozen=True)
+class PurgeRun:
+    """The moment and settings of a purge run, to judge what it deleted."""
+
+    now: datetime
+    retention: timedelta
+    abandon_after: timedelta
+
+
+@dataclass
+class Checker:
+    """The history of one example and everything observed about its jobs."""
+
+    history: list[Op] = field(default_factory=list)
+    step: int = 0
+    stored: dict[str, Row] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    final: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+    rank: dict[str, int] = field(default_factory=dict)
+    accepted: dict[str, list[str]] = field(default_factory=dict)  # key -> 202'd job ids
+    accepted_jobs: set[str] = field(default_factory=set)
+    fresh: set[str] = field(default_factory=set)  # 202'd in the current step
+    runs: dict[str, set[str]] = field(default_factory=dict)  # job -> completed run ids
+    deliveries: Counter[str] = field(default_factory=Counter)  # job -> handler invocations
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def record(self, kind: str, args: str, status: int | None, seen: str) -> Op:
+        """Write an operation down; `status` None means the call raised."""
+        outcome = "info" if status is None or status >= 500 else "fail" if status >= 400 else "ok"
+        op = Op(self.step, kind, args, outcome, seen)
+        self.history.append(op)
+        self.outcomes[outcome] += 1
+        return op
+
+    def fail(self, invariant: str, detail: str) -> Violation:
+        shown = "\n".join(str(op) for op in self.history[-HISTORY_SHOWN:])
+        return Violation(f"VIOLATED {invariant}: {INVARIANTS[invariant]}\n  {detail}\n"
+                         f"history (last {HISTORY_SHOWN} operations):\n{shown}")
+
+    # Observations from HTTP answers -------------------------------------------------------
+
+    def http_answer(self, function: str, status: int | None, headers: dict[str, str]) -> None:
+        if status is None or status == 500:
+            raise self.fail("no_500", f"{function} answered {status or 'with an exception'}")
+        if status == 503 and not headers.get("Retry-After"):
+            raise self.fail("retry_after", f"{function} answered 503 without Retry-After")
+
+    def accepted_for(self, key: str | None, job_id: str) -> None:
+        """A 202 named `job_id`; with a key, no other job 202'd for that key may be stored."""
+        self.accepted_jobs.add(job_id)
+        self.fresh.add(job_id)
+        if key is None:
+            return
+        for other in self.accepted.setdefault(key, []):
+            if other != job_id and other not in self.gone:
+                raise self.fail("one_job_per_key", f"key {key!r}: 202 named {job_id} while "
+                                f"{other}, 202'd earlier for the same key, is not purged")
+        self.accepted[key].append(job_id)
+
+    def seen_record(self, job_id: str, status: str, result: Any, error: Any) -> None:
+        """A GET or DELETE answered 200 with this record."""
+        self._observe(job_id, status, (status, result, error), "an HTTP answer")
+
+    def seen_missing(self, job_id: str) -> None:
+        """A GET or DELETE answered 404."""
+        if job_id in self.stored:
+            # The table is read after the step; a 404 for a stored job is caught there if
+            # the row is really gone, so only remember the answer here.
+            return
+        if job_id in self.final:
+            self.gone.add(job_id)
+
+    # Observations from the table, after every step ----------------------------------------
+
+    def snapshot(self, rows: list[Row], *, purge: PurgeRun | None) -> None:
+        """Compare the table with everything seen before; `purge` is set for a purge step."""
+        now = {row.job_id: row for row in rows}
+        for row in rows:
+            if row.job_id in self.gone:
+                raise self.fail("terminal_is_final", f"job {row.job_id} came back as "
+                                f"{row.status} after it was purged")
+            self._observe(row.job_id, row.status, row.final, "the table")
+            self._judge_result(row)
+        for job_id, before in self.stored.items():
+            if job_id not in now:
+                self._judge_deletion(before, purge)
+                self.gone.add(job_id)
+        self.stored = now
+        self._judge_keys(rows)
+        for job_id in self.fresh:
+            if job_id not in now and job_id not in self.gone:
+                raise self.fail("nothing_lost", f"a 202 named job {job_id}, which is not stored")
+        self.fresh.clear()
+
+    def _judge_keys(self, rows: list[Row]) -> None:
+        by_key: dict[str, list[str]] = {}
+        for row in rows:
+            if row.key_row:
+                by_key.setdefault(row.key_row, []).append(row.job_id)
+        for key_row, jobs in by_key.items():
+            if len(jobs) > 1:
+                raise self.fail("one_row_per_key", f"key row {key_row} has job rows {jobs}")
+
+    def _observe(self, job_id: str, status: str, final: tuple[str, Any, Any], source: str
+                 ) -> None:
+        rank = RANK[status]
+        if rank < self.rank.get(job_id, 0):
+            raise self.fail("no_backward", f"job {job_id} is {status} in {source} after "
+                            f"rank {self.rank[job_id]}")
+        self.rank[job_id] = rank
+        if job_id in self.final and self.final[job_id] != final:
+            raise self.fail("terminal_is_final", f"job {job_id} was {self.final[job_id]}, "
+                            f"now {final} in {source}")
+        if status in TERMINAL:
+            self.final[job_id] = final
+
+    def _judge_deletion(self, before: Row, purge: PurgeRun | None) -> None:
+        if purge is None:
+            raise self.fail("purge_after_retention",
+                            f"job {before.job_id} ({before.status}) vanished outside a purge run")
+        if before.status in TERMINAL:
+            due = before.expires_at
+        elif before.status == "running":
+            due = before.updated_at + purge.abandon_after + purge.retention
+        else:
+            due = before.submitted_at + MESSAGE_TIME_TO_LIVE + purge.retention
+        if due is None or due > purge.now:
+            raise self.fail("purge_after_retention", f"job {before.job_id} ({before.status}, "
+                            f"due {due}) purged at {purge.now}")
+
+    def _judge_result(self, row: Row) -> None:
+        if row.attempts > self.deliveries[row.job_id]:
+            raise self.fail("one_attempt_per_delivery", f"job {row.job_id} counts "
+                            f"{row.attempts} attempts after {self.deliveries[row.job_id]} runs")
+        if row.result is None:
+            return
+        run = row.result.get("run") if isinstance(row.result, dict) else None
+        if run not in self.runs.get(row.job_id, set()):
+            raise self.fail("one_result", f"job {row.job_id} holds result {row.result}, "
+                            "which no completed handler run returned")
+
+    def result_writes(self, writes: Counter[str]) -> None:
+        """The transport's count of applied writes that carried a handler result."""
+        for job_id, count in writes.items():
+            if count > 1 and (job_id in self.accepted_jobs or job_id in self.stored):
+                raise self.fail("one_result", f"job {job_id}: {count} result writes applied")
+
+    # Quiescence ---------------------------------------------------------------------------
+
+    def quiescent(self, rows: list[Row]) -> None:
+        """After every message was delivered or poisoned and the sweep ran."""
+        for row in rows:
+            if row.status not in TERMINAL:
+                raise self.fail("no_row_forgotten", f"job {row.job_id} is still {row.status}")
+        stored = {row.job_id for row in rows}
+        for job_id in sorted(self.accepted_jobs):
+            if job_id not in stored and job_id not in self.gone:
+                raise self.fail("nothing_lost", f"job {job_id} was answered 202 but is neither "
+                                "stored nor purged")

@@ -1,0 +1,118 @@
+"""Storage faults injected at the azure-core transport, below the code under test.
+
+The explorer installs `FaultyTransport` through `jobs.store.EXTRA_CLIENT_OPTIONS`, so every
+table request the app sends passes through it. Before each operation the state machine hands
+it a plan: which HTTP attempts (counted from 0 within that operation) get which fault. The
+plan comes from Hypothesis, so a failing schedule shrinks and replays exactly.
+
+It also watches what reached the table: every job-row write that carried a handler result
+and that the table applied (whatever answer the client then saw) is counted per job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+
+#: Fails before the request is sent: the table never sees it.
+REFUSED = "refused"
+#: The connection is reset while sending: the table never sees it either.
+RESET = "reset"
+#: The table applies the request, then the client gets 500 OperationTimedOut.
+APPLIED_500 = "applied_500"
+#: The table applies the request, then the client gets 503 ServerBusy.
+APPLIED_503 = "applied_503"
+#: The table applies the request and the response is lost on the way back.
+LOST_RESPONSE = "lost_response"
+#: The request is delayed a little before it is sent.
+SLOW = "slow"
+KINDS = (REFUSED, RESET, APPLIED_500, APPLIED_503, LOST_RESPONSE, SLOW)
+SLOW_SECONDS = 0.002
+_ENTITY = re.compile(r"PartitionKey='([^']*)',\s*RowKey='job'")
+_ERRORS = {
+    APPLIED_500: (500, "Internal Server Error", "OperationTimedOut",
+                  "Operation could not be completed within the specified time."),
+    APPLIED_503: (503, "Service Unavailable", "ServerBusy",
+                  "The server is currently unable to receive requests."),
+}
+
+
+class FaultyTransport(HttpTransport):  # type: ignore[misc]
+    """A requests transport that injects the faults of the current plan."""
+
+    def __init__(self, inner: HttpTransport | None = None) -> None:
+        self.inner = inner or RequestsTransport()
+        self.plan: Mapping[int, str] = {}
+        self.attempt = 0
+        self.injected: Counter[str] = Counter()
+        #: Job id -> how many writes of a handler result the table applied.
+        self.result_writes: Counter[str] = Counter()
+
+    def arm(self, plan: Mapping[int, str]) -> None:
+        """Use `plan` (attempt index -> fault kind) for the operation that starts now."""
+        self.plan, self.attempt = plan, 0
+
+    def disarm(self) -> None:
+        self.arm({})
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        kind = self.plan.get(self.attempt)
+        self.attempt += 1
+        if kind is not None:
+            self.injected[kind] += 1
+        if kind == REFUSED:
+            raise ServiceRequestError("injected: connection refused")
+        if kind == RESET:
+            raise ServiceRequestError("injected: connection reset by peer")
+        if kind == SLOW:
+            time.sleep(SLOW_SECONDS)
+        response = self.inner.send(request, **kwargs)
+        self._watch(request, response)
+        if kind == LOST_RESPONSE:
+            raise ServiceResponseError("injected: the response was lost")
+        if kind in _ERRORS:
+            _turn_into_error(response, *_ERRORS[kind])
+        return response
+
+    def _watch(self, request: Any, response: Any) -> None:
+        if request.method not in ("PATCH", "MERGE", "PUT") or response.status_code >= 300:
+            return
+        found = _ENTITY.search(request.url)
+        body = request.data if isinstance(request.data, str | bytes) else request.body
+        if found is None or not body:
+            return
+        sent = json.loads(body)
+        if "result" in sent:
+            self.result_writes[found.group(1)] += 1
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> FaultyTransport:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.inner.__exit__(*args)
+
+
+def _turn_into_error(response: Any, status: int, reason: str, code: str, message: str) -> None:
+    """Make an applied request's response read as the server error Azure can answer with."""
+    body = json.dumps({"odata.error": {"code": code, "message": {"lang": "en-US",
+                                                                 "value": message}}})
+    response.status_code = status
+    response.reason = reason
+    response.headers["x-ms-error-code"] = code
+    response.headers["Content-Type"] = "application/json;odata=minimalmetadata"
+    response.internal_response.status_code = status
+    response.internal_response._content = body.encode()
