@@ -445,3 +445,48 @@ def test_sweep_leaves_a_job_that_reported_progress_since_the_scan(
     response, out = submit(functions, {**EXAMPLE, "job_type": "reports"})
     functions["process_job"](queue_message(out.get() or ""))
     assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+
+
+# --- a message acts only on its own job ---------------------------------------------------
+
+def forged(message: str, **changes: Any) -> str:
+    return json.dumps({**json.loads(message), **changes})
+
+
+def test_forged_message_with_another_token_is_dropped_and_runs_nothing(
+    functions: Functions, table: TableClient, register: Register,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[dict[str, Any]] = []
+    register("attack", lambda job, progress: ran.append(job.payload) or {})
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions)
+    job_id = response_json(response)["job_id"]
+    attack = forged(out.get() or "", job_type="attack", payload={"evil": 1}, token="guess")
+    functions["process_job"](queue_message(attack))
+    functions["fail_poisoned_job"](queue_message(attack))
+    assert ran == [] and status(functions, job_id)[1]["status"] == "accepted"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "dropped: the message's token does not match its job",
+        "dropped: the poison message's token does not match its job"]
+    functions["process_job"](queue_message(out.get() or ""))  # the real message still works
+    assert status(functions, job_id)[1]["status"] == "completed"
+
+
+def test_poison_message_without_the_token_cannot_fail_a_running_job(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    verdicts: list[str] = []
+
+    def runs(job: JobMessage, progress: Any) -> dict[str, Any]:
+        poison = forged(job_message, token="wrong")
+        functions["fail_poisoned_job"](queue_message(poison))
+        verdicts.append(status(functions, job.job_id)[1]["status"])
+        return {"ok": True}
+
+    register("runs", runs)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "runs"})
+    job_message = out.get() or ""
+    functions["process_job"](queue_message(job_message))
+    assert verdicts == ["running"]
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
