@@ -34,9 +34,10 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
     now = clock()
     sweep_abandoned(store, settings=settings, now=now)
     purged = sum(_purge(store, found) for found in store.expired(now))
-    # Retired keys are left behind only by a run cut short after it deleted their job.
+    # Retired keys are left behind by a run cut short; each goes once its job row has gone.
     for key in store.keys(retired=True):
-        store.delete_key(key)
+        if store.read(key.job_id) is None:
+            store.delete_key(key)
     return purged
 
 

@@ -9,7 +9,8 @@ A request that finds the key but not its job row writes the job row from the res
 the first request is between its two writes, or an outage cut it off there. It can tell
 that from a purged job, because the purge retires the key before it deletes the job, and
 every key change is conditional on the ETag it was decided from. A retired key is free: the
-next request with it makes a new job, and the purged one is never written again.
+next request with it makes a new job once the purged job's row is gone, and the purged job
+is never written again.
 """
 
 from __future__ import annotations
@@ -100,12 +101,13 @@ def _submit_keyed(store: JobStore, fresh: IdempotencyKey, *, now: datetime
     key = store.read_key(fresh.row)
     if key is None:
         return None
-    if key.retired:
+    found = store.read(key.job_id)
+    if key.retired and found is None:
         reserved = store.replace_key(key, fresh)
         return None if reserved is None else _write_reserved(store, reserved, replayed=False)
+    # A retired key whose job is still stored: a purge was cut short; the key names it still.
     if key.fingerprint != fresh.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    found = store.read(key.job_id)
     if found is None:
         # Not purged: the purge retires the key first, and this stamp fails if it did since.
         stamped = store.replace_key(key, replace(key, sent_at=now))

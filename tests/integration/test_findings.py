@@ -270,3 +270,22 @@ def test_unkeyed_insert_applied_but_unanswered_leaves_no_row(
     response, out = submit(functions)
     assert response.status_code == 503 and out.get() is None
     assert rows(table) == []
+
+
+def test_a_purge_cut_short_after_retiring_the_key_still_replays_the_stored_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None],
+) -> None:
+    first, out = submit(functions, **keyed("cut-short"))
+    first_id = response_json(first)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    at(8)
+    transport.add(on("DELETE", "job"), "refuse", times=3)  # the SDK's two retries too
+    with pytest.raises(StorageUnavailable):
+        purge(functions)
+    again, _ = submit(functions, **keyed("cut-short"))  # the key is retired, its job stored
+    assert response_json(again)["job_id"] == first_id
+    purge(functions)
+    assert rows(table) == []
+    fresh, _ = submit(functions, **keyed("cut-short"))
+    assert response_json(fresh)["job_id"] != first_id
