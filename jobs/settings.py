@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ class MissingSetting(RuntimeError):
     """A required app setting is not set."""
 
 
+class InvalidSetting(ValueError):
+    """An app setting holds a value the app cannot use."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the job package reads from its environment."""
@@ -29,8 +34,10 @@ class Settings:
     artifact_base_url: str = "https://example.invalid"
     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
     handler_modules: tuple[str, ...] = ()
-    #: How long a finished job stays readable, and how long an accepted job may wait.
+    #: How long a finished job stays readable.
     retention: timedelta = timedelta(hours=168)
+    #: How long a running job may go without an update before the sweep fails it.
+    abandon_after: timedelta = timedelta(hours=24)
     #: The auth level of every HTTP route: ANONYMOUS or FUNCTION.
     auth_level: str = "ANONYMOUS"
 
@@ -47,7 +54,8 @@ class Settings:
             artifact_base_url=env.get("ARTIFACT_BASE_URL", "https://example.invalid").rstrip("/"),
             max_dequeue_count=_max_dequeue_count(env),
             handler_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
-            retention=timedelta(hours=float(env.get("JOB_RETENTION_HOURS", "168"))),
+            retention=_hours(env, "JOB_RETENTION_HOURS", "168"),
+            abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24"),
             auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "ANONYMOUS")),
         )
 
@@ -56,6 +64,18 @@ class Settings:
 def get_settings() -> Settings:
     """The process's settings, read on first use."""
     return Settings.from_env(os.environ)
+
+
+def _hours(env: Mapping[str, str], name: str, default: str) -> timedelta:
+    """A non-negative number of hours, fractions allowed; anything else stops start-up."""
+    value = env.get(name, default)
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours) or hours < 0:
+        raise InvalidSetting(f"{name} must be a non-negative number of hours, not {value!r}")
+    return timedelta(hours=hours)
 
 
 def _auth_level(value: str) -> str:
