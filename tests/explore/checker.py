@@ -11,6 +11,7 @@ The guarantees, in the words a user would use, are `INVARIANTS`; a broken one ra
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +40,11 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # An accepted job may wait this long for its message (the queue's default time to live).
 MESSAGE_TIME_TO_LIVE = timedelta(days=7)
 HISTORY_SHOWN = 40
+
+
+#: Invariants set aside while a known violation is being fixed (EXPLORE_IGNORE=a,b); the
+#: summary lists them, so a run that ignores one never reads as a clean one.
+IGNORED = frozenset(n for n in os.environ.get("EXPLORE_IGNORE", "").split(",") if n)
 
 
 class Violation(AssertionError):
@@ -116,6 +122,7 @@ class Checker:
     runs: dict[str, set[str]] = field(default_factory=dict)  # job -> completed run ids
     deliveries: Counter[str] = field(default_factory=Counter)  # job -> handler invocations
     outcomes: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
 
     def record(self, kind: str, args: str, status: int | None, seen: str) -> Op:
         """Write an operation down; `status` None means the call raised."""
@@ -125,18 +132,22 @@ class Checker:
         self.outcomes[outcome] += 1
         return op
 
-    def fail(self, invariant: str, detail: str) -> Violation:
+    def violated(self, invariant: str, detail: str) -> None:
+        """Raise Violation, with the recent history; count it only if it is ignored."""
+        if invariant in IGNORED:
+            self.ignored[invariant] += 1
+            return
         shown = "\n".join(str(op) for op in self.history[-HISTORY_SHOWN:])
-        return Violation(f"VIOLATED {invariant}: {INVARIANTS[invariant]}\n  {detail}\n"
+        raise Violation(f"VIOLATED {invariant}: {INVARIANTS[invariant]}\n  {detail}\n"
                          f"history (last {HISTORY_SHOWN} operations):\n{shown}")
 
     # Observations from HTTP answers -------------------------------------------------------
 
     def http_answer(self, function: str, status: int | None, headers: dict[str, str]) -> None:
         if status is None or status == 500:
-            raise self.fail("no_500", f"{function} answered {status or 'with an exception'}")
+            self.violated("no_500", f"{function} answered {status or 'with an exception'}")
         if status == 503 and not headers.get("Retry-After"):
-            raise self.fail("retry_after", f"{function} answered 503 without Retry-After")
+            self.violated("retry_after", f"{function} answered 503 without Retry-After")
 
     def accepted_for(self, key: str | None, job_id: str) -> None:
         """A 202 named `job_id`; with a key, no other job 202'd for that key may be stored."""
@@ -146,7 +157,7 @@ class Checker:
             return
         for other in self.accepted.setdefault(key, []):
             if other != job_id and other not in self.gone:
-                raise self.fail("one_job_per_key", f"key {key!r}: 202 named {job_id} while "
+                self.violated("one_job_per_key", f"key {key!r}: 202 named {job_id} while "
                                 f"{other}, 202'd earlier for the same key, is not purged")
         self.accepted[key].append(job_id)
 
@@ -170,7 +181,7 @@ class Checker:
         now = {row.job_id: row for row in rows}
         for row in rows:
             if row.job_id in self.gone:
-                raise self.fail("terminal_is_final", f"job {row.job_id} came back as "
+                self.violated("terminal_is_final", f"job {row.job_id} came back as "
                                 f"{row.status} after it was purged")
             self._observe(row.job_id, row.status, row.final, "the table")
             self._judge_result(row)
@@ -182,7 +193,7 @@ class Checker:
         self._judge_keys(rows)
         for job_id in self.fresh:
             if job_id not in now and job_id not in self.gone:
-                raise self.fail("nothing_lost", f"a 202 named job {job_id}, which is not stored")
+                self.violated("nothing_lost", f"a 202 named job {job_id}, which is not stored")
         self.fresh.clear()
 
     def _judge_keys(self, rows: list[Row]) -> None:
@@ -192,24 +203,24 @@ class Checker:
                 by_key.setdefault(row.key_row, []).append(row.job_id)
         for key_row, jobs in by_key.items():
             if len(jobs) > 1:
-                raise self.fail("one_row_per_key", f"key row {key_row} has job rows {jobs}")
+                self.violated("one_row_per_key", f"key row {key_row} has job rows {jobs}")
 
     def _observe(self, job_id: str, status: str, final: tuple[str, Any, Any], source: str
                  ) -> None:
         rank = RANK[status]
         if rank < self.rank.get(job_id, 0):
-            raise self.fail("no_backward", f"job {job_id} is {status} in {source} after "
+            self.violated("no_backward", f"job {job_id} is {status} in {source} after "
                             f"rank {self.rank[job_id]}")
         self.rank[job_id] = rank
         if job_id in self.final and self.final[job_id] != final:
-            raise self.fail("terminal_is_final", f"job {job_id} was {self.final[job_id]}, "
+            self.violated("terminal_is_final", f"job {job_id} was {self.final[job_id]}, "
                             f"now {final} in {source}")
         if status in TERMINAL:
             self.final[job_id] = final
 
     def _judge_deletion(self, before: Row, purge: PurgeRun | None) -> None:
         if purge is None:
-            raise self.fail("purge_after_retention",
+            self.violated("purge_after_retention",
                             f"job {before.job_id} ({before.status}) vanished outside a purge run")
         if before.status in TERMINAL:
             due = before.expires_at
@@ -218,25 +229,25 @@ class Checker:
         else:
             due = before.submitted_at + MESSAGE_TIME_TO_LIVE + purge.retention
         if due is None or due > purge.now:
-            raise self.fail("purge_after_retention", f"job {before.job_id} ({before.status}, "
+            self.violated("purge_after_retention", f"job {before.job_id} ({before.status}, "
                             f"due {due}) purged at {purge.now}")
 
     def _judge_result(self, row: Row) -> None:
         if row.attempts > self.deliveries[row.job_id]:
-            raise self.fail("one_attempt_per_delivery", f"job {row.job_id} counts "
+            self.violated("one_attempt_per_delivery", f"job {row.job_id} counts "
                             f"{row.attempts} attempts after {self.deliveries[row.job_id]} runs")
         if row.result is None:
             return
         run = row.result.get("run") if isinstance(row.result, dict) else None
         if run not in self.runs.get(row.job_id, set()):
-            raise self.fail("one_result", f"job {row.job_id} holds result {row.result}, "
+            self.violated("one_result", f"job {row.job_id} holds result {row.result}, "
                             "which no completed handler run returned")
 
     def result_writes(self, writes: Counter[str]) -> None:
         """The transport's count of applied writes that carried a handler result."""
         for job_id, count in writes.items():
             if count > 1 and (job_id in self.accepted_jobs or job_id in self.stored):
-                raise self.fail("one_result", f"job {job_id}: {count} result writes applied")
+                self.violated("one_result", f"job {job_id}: {count} result writes applied")
 
     # Quiescence ---------------------------------------------------------------------------
 
@@ -244,9 +255,9 @@ class Checker:
         """After every message was delivered or poisoned and the sweep ran."""
         for row in rows:
             if row.status not in TERMINAL:
-                raise self.fail("no_row_forgotten", f"job {row.job_id} is still {row.status}")
+                self.violated("no_row_forgotten", f"job {row.job_id} is still {row.status}")
         stored = {row.job_id for row in rows}
         for job_id in sorted(self.accepted_jobs):
             if job_id not in stored and job_id not in self.gone:
-                raise self.fail("nothing_lost", f"job {job_id} was answered 202 but is neither "
+                self.violated("nothing_lost", f"job {job_id} was answered 202 but is neither "
                                 "stored nor purged")

@@ -50,3 +50,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write(f"| violations | {sum(stats.violations.values())} |")
     for name, count in sorted(stats.violations.items()):
         write(f"| violated: {name} | {count} |")
+    for name, count in sorted(stats.ignored.items()):
+        write(f"| IGNORED (EXPLORE_IGNORE) violations of {name} | {count} |")

@@ -46,7 +46,7 @@ URL = "http://localhost:7071/api/jobs"
 MAX_DEQUEUE_COUNT = 3
 #: What a handler does on one invocation; "nested_*" acts while the handler is mid-run.
 BEHAVIOURS = ("ok", "progress", "transient", "fatal",
-              "nested_redelivery", "nested_duplicate", "nested_cancel")
+              "nested_redelivery", "nested_duplicate", "nested_cancel", "nested_sweep")
 JUMPS = (timedelta(0), timedelta(minutes=30), timedelta(hours=2), timedelta(days=1),
          timedelta(days=8))
 RETENTIONS = (timedelta(0), timedelta(minutes=30), timedelta(hours=1), timedelta(days=7))
@@ -76,6 +76,7 @@ class Stats:
     steps: int = 0
     operations: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
 
 
 #: Set by the test before Hypothesis runs the machine; one per pytest run.
@@ -283,12 +284,12 @@ class JobExplorer(RuleBasedStateMachine):
         if status == 200:
             record = json.loads(response.get_body())
             if record["status"] != "cancelled":
-                raise self.checker.fail("cancel_means_cancelled",
+                self.checker.violated("cancel_means_cancelled",
                                         f"DELETE {job} answered 200 with {record['status']}")
         if status == 409:
             row = self.read_row(job)
             if row is not None and row.status not in ("completed", "failed"):
-                raise self.checker.fail("cancel_means_cancelled",
+                self.checker.violated("cancel_means_cancelled",
                                         f"DELETE {job} answered 409 for a {row.status} job")
         return status
 
@@ -339,9 +340,15 @@ class JobExplorer(RuleBasedStateMachine):
             message.state = "done"
 
     def mid_run(self, job_id: str, behaviour: str) -> None:
-        """While a handler runs: its message's lease lapses, a copy arrives, or a DELETE."""
+        """While a handler runs: its message's lease lapses, a copy arrives, a DELETE, or the
+        timer runs once the job looks abandoned."""
         if behaviour == "nested_cancel":
             self.delete(job_id, {})
+            return
+        if behaviour == "nested_sweep":
+            abandon = getattr(self.settings, "abandon_after", timedelta(days=1))
+            self.run.clock.jump(abandon + timedelta(minutes=1))
+            self.run_timer({})
             return
         running = self.queues.of_job(job_id)
         if behaviour == "nested_redelivery" and running:
@@ -399,16 +406,20 @@ class JobExplorer(RuleBasedStateMachine):
         self.check()
         rows = self.rows()
         self.checker.quiescent(rows)
-        self.run.clock.jump(self.settings.retention + timedelta(hours=1))
+        # Retention may have been longer when a job finished: wait for the latest expiry.
+        expiries = [r.expires_at for r in rows if r.expires_at is not None]
+        last = max(expiries, default=self.run.clock.now)
+        self.run.clock.jump(max(last - self.run.clock.now, timedelta(0)) + timedelta(minutes=1))
         self.run_timer({})
         self.check()
         left = [r for r in self.rows() if r.status in TERMINAL]
         if left:
-            raise self.checker.fail("nothing_lost", f"{len(left)} finished jobs outlived "
+            self.checker.violated("nothing_lost", f"{len(left)} finished jobs outlived "
                                     f"their retention: {[r.job_id for r in left]}")
 
     def cleanup(self) -> None:
         """Remove this example's rows, so the next example's purge scans only its own."""
         self.run.stats.operations.update(self.checker.outcomes)
+        self.run.stats.ignored.update(self.checker.ignored)
         for entity in list(self.run.table.list_entities(select=["PartitionKey", "RowKey"])):
             self.run.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
