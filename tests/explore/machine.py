@@ -152,16 +152,21 @@ class JobExplorer(RuleBasedStateMachine):
         return f"key-{uuid.uuid4().hex[:6]}"
 
     @rule(target=jobs, key=st.none() | keys, body=st.sampled_from(("a", "b")),
-          plans=st.lists(fault_plans, min_size=1, max_size=3))
+          plans=st.lists(fault_plans, min_size=1, max_size=3), host_dies=st.booleans())
     @step
-    def submit(self, key: str | None, body: str, plans: list[dict[int, str]]) -> Any:
-        """POST a job; retry a 5xx answer with the same request, once per further plan."""
+    def submit(self, key: str | None, body: str, plans: list[dict[int, str]],
+               host_dies: bool) -> Any:
+        """POST a job; retry a 5xx answer with the same request, once per further plan.
+
+        With `host_dies` the host dies after the first attempt returned and before it wrote
+        the queue output: the client sees the connection drop, and retries.
+        """
         accepted = []
-        for plan in plans:
-            status, job_id = self.post(key, body, plan)
+        for attempt, plan in enumerate(plans):
+            status, job_id = self.post(key, body, plan, host_dies=host_dies and attempt == 0)
             if job_id is not None:
                 accepted.append(job_id)
-            if status is None or status < 500:
+            if status is not None and status < 500:
                 break
         return multiple(*accepted)
 
@@ -254,7 +259,7 @@ class JobExplorer(RuleBasedStateMachine):
 
     # How the steps are done ---------------------------------------------------------------
 
-    def post(self, key: str | None, body: str, plan: dict[int, str]
+    def post(self, key: str | None, body: str, plan: dict[int, str], *, host_dies: bool = False
              ) -> tuple[int | None, str | None]:
         headers = {"Idempotency-Key": key} if key is not None else {}
         request = post_json(URL, {"job_type": JOB_TYPE, "customer_id": self.customer,
@@ -262,12 +267,16 @@ class JobExplorer(RuleBasedStateMachine):
         out = CapturingOut()
         with self.faults(plan):
             response = self.call_http("submit_job", request, job_message=out)
-        status = None if response is None else response.status_code
+        if host_dies:
+            self.checker.record("submit", f"key={key} body={body}", None,
+                                "host died before the queue output")
+            return None, None
+        status = response.status_code
         job_id = None
         if status == 202:
             job_id = json.loads(response.get_body())["job_id"]
         # The host writes the output binding once the function returned.
-        if response is not None and out.get() is not None:
+        if out.get() is not None:
             assert job_id is not None, "a message was queued for a submit that was not accepted"
             self.queues.send(out.get() or "", job_id)
         self.checker.record("submit", f"key={key} body={body}", status,
@@ -346,6 +355,8 @@ class JobExplorer(RuleBasedStateMachine):
             self.delete(job_id, {})
             return
         if behaviour == "nested_sweep":
+            # Read the table first: the purge is judged on the rows as it found them.
+            self.check()
             abandon = getattr(self.settings, "abandon_after", timedelta(days=1))
             self.run.clock.jump(abandon + timedelta(minutes=1))
             self.run_timer({})

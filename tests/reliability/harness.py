@@ -43,6 +43,7 @@ class Figures:
     duplicates_delivered: int = 0
     handler_runs: int = 0
     lost: int = 0
+    overwritten: int = 0
     drain_seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -160,15 +161,8 @@ def account(rig: Rig, scenario: str, job_ids: list[str], *, drain_seconds: float
     run_ids = rig.run_ids()
     statuses = Counter(jobs[i]["status"] if i in jobs else "missing" for i in job_ids)
     lost = [i for i in job_ids if jobs.get(i, {}).get("status") not in TERMINAL]
-    for job_id in job_ids:
-        row = jobs.get(job_id)
-        if row is None or row["status"] != "completed":
-            continue
-        # The stored result is that of a run that really completed, and no write came after.
-        result = json.loads(row["result"])
-        if "run_id" in result:
-            assert result["run_id"] in run_ids.get(job_id, set()), job_id
-        assert row["updated_at"] == row["completed_at"], job_id
+    overwritten = [i for i in job_ids if _overwritten(jobs.get(i), run_ids.get(i, set()))]
+    assert not overwritten, overwritten
     figures = Figures(
         scenario=scenario,
         submitted=len(job_ids),
@@ -177,10 +171,20 @@ def account(rig: Rig, scenario: str, job_ids: list[str], *, drain_seconds: float
         duplicates_delivered=duplicates,
         handler_runs=sum(rig.runs()[i] for i in job_ids),
         lost=len(lost),
+        overwritten=len(overwritten),
         drain_seconds=round(drain_seconds, 1),
     )
     assert_no_secrets(rig.all_logs(), rig.azurite.connection_string)
     return figures
+
+
+def _overwritten(row: dict[str, Any] | None, run_ids: set[str]) -> bool:
+    """Whether a completed row holds a result no run returned, or was written after it."""
+    if row is None or row["status"] != "completed":
+        return False
+    result = json.loads(row["result"])
+    forged = "run_id" in result and result["run_id"] not in run_ids
+    return forged or row["updated_at"] != row["completed_at"]
 
 
 def assert_no_secrets(logs: str, connection_string: str) -> None:
@@ -215,3 +219,88 @@ def wait_until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def unique_customer() -> str:
     return f"rel-{uuid.uuid4().hex[:8]}"
+
+
+SCALE_APP = '''"""The recipe's app as the scale-out scenario runs it: the timer every {every} s."""
+
+# Written by tests/reliability/harness.py; the schedule is the only change.
+
+import logging
+
+import function_app
+
+# The local host logs each invocation at INFO; the app leaves the root logger at WARNING.
+logging.getLogger("devhost").setLevel(logging.INFO)
+for builder in function_app.app._function_builders:
+    for binding in builder._function._bindings:
+        if binding.type == "timerTrigger":
+            binding.schedule = "*/{every} * * * * *"
+app = function_app.app
+'''
+
+
+class Cluster(Rig):
+    """Several local hosts on one Azurite, as instances of one app would run: they share the
+    queues and the table, and each runs the timer (the local host has no singleton lock)."""
+
+    def __init__(self, workdir: Path, *, size: int = 3, timer_every: int = 2,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(workdir)
+        self.hosts: list[devhost_process.DevHostProcess | None] = [None] * size
+        self.extra_env = env or {}
+        self.script_root = workdir / "app"
+        self.script_root.mkdir()
+        (self.script_root / "host.json").write_text((ROOT / "host.json").read_text())
+        (self.script_root / "scale_app.py").write_text(SCALE_APP.format(every=timer_every))
+        self.host_logs: list[list[str]] = [[] for _ in range(size)]
+
+    def start(self) -> None:
+        self.azurite.start()
+        for index in range(len(self.hosts)):
+            self.hosts[index] = self._launch()
+        for host in self.hosts:
+            assert host is not None
+            host.wait_ready(timeout=60)
+
+    def _launch(self) -> devhost_process.DevHostProcess:
+        env = {
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            "PYTHON_SCRIPT_FILE_NAME": "scale_app.py",
+            "JOB_HANDLER_MODULES": "tests.reliability.handlers",
+            "RELIABILITY_RUNS": str(self.runs_file),
+            "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": str(MAX_DEQUEUE),
+            "DEVHOST_MESSAGE_LEASE_SECONDS": "3",
+            **self.extra_env,
+        }
+        return devhost_process.start(self.script_root, env=env, host_json_override=HOST_JSON)
+
+    def restart(self, index: int) -> None:
+        """SIGKILL one host, as a crash would, and start it again."""
+        host = self.hosts[index]
+        assert host is not None
+        host.kill()
+        self.host_logs[index].append(host.stdout() + host.stderr())
+        host.cleanup()
+        self.hosts[index] = self._launch()
+        self.hosts[index].wait_ready(timeout=60)  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        for index, host in enumerate(self.hosts):
+            if host is not None:
+                host.stop()
+                self.host_logs[index].append(host.stdout() + host.stderr())
+                host.cleanup()
+                self.hosts[index] = None
+        self.azurite.stop()
+
+    def logs_of(self, index: int) -> str:
+        host = self.hosts[index]
+        live = host.stdout() + host.stderr() if host is not None else ""
+        return "".join(self.host_logs[index]) + live
+
+    def all_logs(self) -> str:
+        return "".join(self.logs_of(i) for i in range(len(self.hosts)))
+
+    def urls(self) -> list[str]:
+        """Each host's jobs URL, whether or not it is up right now."""
+        return [f"{host.base_url}/api/jobs" for host in self.hosts if host is not None]

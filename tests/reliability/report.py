@@ -10,11 +10,12 @@ import sys
 
 from tests.reliability.harness import REPORT_DIR
 
-ORDER = ["duplicates", "crash", "storage-outage", "poison", "malformed"]
+ORDER = ["duplicates", "crash", "storage-outage", "poison", "malformed", "scale-out"]
 COLUMNS = [
     ("scenario", "scenario"), ("submitted", "jobs submitted"), ("completed", "completed"),
     ("failed", "failed"), ("duplicates_delivered", "duplicates delivered"),
-    ("handler_runs", "handler runs"), ("lost", "lost"), ("drain_seconds", "time to drain (s)"),
+    ("handler_runs", "handler runs"), ("lost", "lost"), ("overwritten", "overwritten"),
+    ("drain_seconds", "time to drain (s)"),
 ]
 
 
@@ -27,7 +28,7 @@ def main() -> int:
     print("|" + "---|" * len(COLUMNS))
     for name in sorted(found, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         row = found[name]
-        print("| " + " | ".join(str(row[key]) for key, _ in COLUMNS) + " |")
+        print("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
     notes = {name: found[name]["notes"] for name in found if found[name]["notes"]}
     for name, extra in notes.items():
         print(f"\n{name}: " + ", ".join(f"{k} = {v}" for k, v in extra.items()))
