@@ -104,6 +104,8 @@ class PurgeRun:
     now: datetime
     retention: timedelta
     abandon_after: timedelta
+    #: It ran while another operation was in flight, which may have finished a job first.
+    overlapped: bool = False
 
 
 @dataclass
@@ -224,6 +226,9 @@ class Checker:
                             f"job {before.job_id} ({before.status}) vanished outside a purge run")
         if before.status in TERMINAL:
             due = before.expires_at
+        elif purge.overlapped:
+            # Finished by the other operation no earlier than its last update, then expired.
+            due = before.updated_at + purge.retention
         elif before.status == "running":
             due = before.updated_at + purge.abandon_after + purge.retention
         else:

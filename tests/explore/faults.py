@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
@@ -54,6 +54,18 @@ class FaultyTransport(HttpTransport):  # type: ignore[misc]
         self.injected: Counter[str] = Counter()
         #: Job id -> how many writes of a handler result the table applied.
         self.result_writes: Counter[str] = Counter()
+        self._overlap: tuple[int, bool, Callable[[], object]] | None = None
+
+    def overlap(self, at: int, *, after: bool, operation: Callable[[], object]) -> None:
+        """Run `operation` whole when the current operation reaches its `at`-th request:
+        just before that request is sent, or (`after`) once the table applied it and before
+        its answer reaches the caller. The two never run in parallel, so it replays exactly."""
+        self._overlap = (at, after, operation)
+
+    def overlapped(self) -> bool:
+        """Whether the overlapping operation ran; clears it either way."""
+        ran, self._overlap = self._overlap is None, None
+        return ran
 
     def arm(self, plan: Mapping[int, str]) -> None:
         """Use `plan` (attempt index -> fault kind) for the operation that starts now."""
@@ -63,8 +75,10 @@ class FaultyTransport(HttpTransport):  # type: ignore[misc]
         self.arm({})
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        kind = self.plan.get(self.attempt)
+        index = self.attempt
         self.attempt += 1
+        self._run_overlap(index, after=False)
+        kind = self.plan.get(index)
         if kind is not None:
             self.injected[kind] += 1
         if kind == REFUSED:
@@ -75,11 +89,23 @@ class FaultyTransport(HttpTransport):  # type: ignore[misc]
             time.sleep(SLOW_SECONDS)
         response = self.inner.send(request, **kwargs)
         self._watch(request, response)
+        self._run_overlap(index, after=True)
         if kind == LOST_RESPONSE:
             raise ServiceResponseError("injected: the response was lost")
         if kind in _ERRORS:
             _turn_into_error(response, *_ERRORS[kind])
         return response
+
+    def _run_overlap(self, index: int, *, after: bool) -> None:
+        if self._overlap is None or self._overlap[:2] != (index, after):
+            return
+        operation = self._overlap[2]
+        self._overlap = None
+        saved = self.plan, self.attempt
+        try:
+            operation()
+        finally:
+            self.plan, self.attempt = saved
 
     def _watch(self, request: Any, response: Any) -> None:
         if request.method not in ("PATCH", "MERGE", "PUT") or response.status_code >= 300:

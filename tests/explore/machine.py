@@ -47,6 +47,7 @@ MAX_DEQUEUE_COUNT = 3
 #: What a handler does on one invocation; "nested_*" acts while the handler is mid-run.
 BEHAVIOURS = ("ok", "progress", "transient", "fatal",
               "nested_redelivery", "nested_duplicate", "nested_cancel", "nested_sweep")
+OVERLAPPING = ("submit", "deliver", "cancel", "purge")
 JUMPS = (timedelta(0), timedelta(minutes=30), timedelta(hours=2), timedelta(days=1),
          timedelta(days=8))
 RETENTIONS = (timedelta(0), timedelta(minutes=30), timedelta(hours=1), timedelta(days=7))
@@ -240,6 +241,53 @@ class JobExplorer(RuleBasedStateMachine):
         self.checker.record("settings", f"retention={retention}", 200,
                             f"abandon_after={abandon_after}")
 
+    @rule(target=jobs, first=st.sampled_from(OVERLAPPING), second=st.sampled_from(OVERLAPPING),
+          key=st.none() | keys, job=st.none() | jobs, at=st.integers(0, 6), after=st.booleans(),
+          plan=fault_plans, script=st.lists(st.sampled_from(BEHAVIOURS), max_size=2),
+          data=st.data())
+    @step
+    def overlap(self, first: str, second: str, key: str | None, job: str | None, at: int,
+                after: bool, plan: dict[int, str], script: list[str], data: st.DataObject
+                ) -> Any:
+        """Two operations at once, as two instances or clients run them: the second runs
+        whole while the first is at its `at`-th storage request (just before it is sent,
+        or just after the table applied it). Deterministic: no threads."""
+        accepted: list[str] = []
+        later = self.operation(second, key, job, {}, data, accepted)
+        self.run.transport.overlap(at, after=after, operation=later)
+        SCRIPT[:] = script
+        try:
+            self.operation(first, key, job, plan, data, accepted)()
+        finally:
+            ran = self.run.transport.overlapped()
+        if not ran:
+            later()
+        return multiple(*accepted)
+
+    def operation(self, kind: str, key: str | None, job: str | None, plan: dict[int, str],
+                  data: st.DataObject, accepted: list[str]) -> Callable[[], object]:
+        """One operation of `overlap`, ready to run; without a job or a message, a submit."""
+        visible = self.queues.visible()
+        if kind == "deliver" and visible:
+            message = self.queues.messages[data.draw(st.sampled_from(visible), label=kind)]
+            return lambda: self.host_delivers(message) if message.state == "visible" else None
+        if kind == "cancel" and job is not None:
+            return functools.partial(self.delete, job, plan)
+        if kind == "purge":
+            jump = data.draw(st.sampled_from(JUMPS), label="purge jump")
+
+            def purge() -> None:
+                self.run.clock.jump(jump)
+                self.run_timer(plan, overlapped=True)
+            return purge
+        body = data.draw(st.sampled_from(("a", "b")), label="submit body")
+
+        def submit() -> None:
+            job_id = self.post(key, body, plan)[1]
+            if job_id is not None:
+                accepted.append(job_id)
+        return submit
+
     # The guarantees -----------------------------------------------------------------------
 
     @invariant()
@@ -369,9 +417,10 @@ class JobExplorer(RuleBasedStateMachine):
         if body is not None:
             self.host_delivers(self.queues.send(body, job_id))
 
-    def run_timer(self, plan: dict[int, str]) -> None:
+    def run_timer(self, plan: dict[int, str], *, overlapped: bool = False) -> None:
         self.purge = PurgeRun(self.run.clock.now, self.settings.retention,
-                              getattr(self.settings, "abandon_after", timedelta(days=1)))
+                              getattr(self.settings, "abandon_after", timedelta(days=1)),
+                              overlapped=overlapped or self.purge is not None)
         with self.faults(plan):
             try:
                 self.run.functions["purge_expired_jobs"](Timer())
