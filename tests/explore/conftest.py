@@ -1,7 +1,8 @@
 """Budgets of the fault explorer, and the summary table it prints after a run.
 
 `EXPLORE_PROFILE=ci` (the default, what `make test` runs) and `EXPLORE_PROFILE=deep` (what
-`make explore` runs) are Hypothesis settings profiles; `SEED=<n> make explore` replays a run.
+`make explore` runs) are Hypothesis settings profiles; `SEED=<n> make explore` replays a run,
+and `EXPLORE_EXAMPLES=<n>` changes the number of examples (a quick look while developing).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _COMMON: dict[str, Any] = {
 settings.register_profile("explore-ci", max_examples=200, stateful_step_count=25, **_COMMON)
 settings.register_profile("explore-deep", max_examples=5000, stateful_step_count=30, **_COMMON)
 PROFILE = f"explore-{os.environ.get('EXPLORE_PROFILE', 'ci')}"
+if os.environ.get("EXPLORE_EXAMPLES"):
+    settings.register_profile(PROFILE, settings.get_profile(PROFILE),
+                              max_examples=int(os.environ["EXPLORE_EXAMPLES"]))
 SUMMARY: dict[str, Any] = {}
 
 
