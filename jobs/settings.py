@@ -15,6 +15,8 @@ HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # The Functions host lets an app setting override any host.json value under this name.
 MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
 DEFAULT_MAX_DEQUEUE_COUNT = 5
+# Ten years: any longer window would push the app's date arithmetic past the year 9999.
+MAX_HOURS = 87_600
 
 
 class MissingSetting(RuntimeError):
@@ -67,14 +69,15 @@ def get_settings() -> Settings:
 
 
 def _hours(env: Mapping[str, str], name: str, default: str) -> timedelta:
-    """A non-negative number of hours, fractions allowed; anything else stops start-up."""
+    """A number of hours, fractions allowed, from 0 to MAX_HOURS; else start-up stops."""
     value = env.get(name, default)
     try:
         hours = float(value)
     except ValueError:
         hours = math.nan
-    if not math.isfinite(hours) or hours < 0:
-        raise InvalidSetting(f"{name} must be a non-negative number of hours, not {value!r}")
+    if not 0 <= hours <= MAX_HOURS:  # also refuses NaN
+        raise InvalidSetting(
+            f"{name} must be a number of hours from 0 to {MAX_HOURS}, not {value!r}")
     return timedelta(hours=hours)
 
 

@@ -51,11 +51,10 @@ Decide = Callable[[JobRecord], JobRecord | None]
 
 @dataclass(frozen=True, kw_only=True)
 class IdempotencyKey:
-    """A client's Idempotency-Key row: which job it made, from which body, with which message.
+    """A client's Idempotency-Key row: which job it names, from which body, with which message.
 
-    It is written before its job row, as a reservation that holds all the job needs. It is
-    only ever changed or deleted on the ETag it was read with. A retired key's job was
-    purged: the key is free, and its job is never written again.
+    It is written only after its job row exists, and only ever changed or deleted on the
+    ETag it was read with. So a key whose job row is gone names a purged job: it is free.
     """
 
     row: str
@@ -63,9 +62,9 @@ class IdempotencyKey:
     fingerprint: str
     message: str
     created_at: datetime
-    #: When the job's message was last queued, by the first request or a replay.
-    sent_at: datetime
-    retired: bool = False
+    #: When a replay last queued the job's message again, and which request did.
+    resent_at: datetime | None = None
+    resent_by: str | None = None
     etag: str = ""
 
 
@@ -118,7 +117,7 @@ class JobStore:
                         extra={"job_id": job_id})
 
     def insert_key(self, key: IdempotencyKey) -> IdempotencyKey | None:
-        """Write a new idempotency-key row; None if the key already has one."""
+        """Write a new idempotency-key row; None if the key has a row already."""
         meta = self._create(_key_entity(key))
         return None if meta is None else replace(key, etag=meta["etag"])
 
@@ -157,12 +156,9 @@ class JobStore:
         )
         return self._query_jobs(query)
 
-    def keys(self, *, created_before: datetime | None = None, retired: bool = False
-             ) -> Iterator[IdempotencyKey]:
-        """Retired key rows, or live ones created before a cutoff."""
-        query = f"RowKey eq '{KEY_ROW_KEY}' and retired eq {str(retired).lower()}"
-        if created_before is not None:
-            query += f" and created_at le datetime'{_odata(created_before)}'"
+    def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
+        """Idempotency-key rows written before a cutoff."""
+        query = f"RowKey eq '{KEY_ROW_KEY}' and created_at le datetime'{_odata(created_before)}'"
         with _storage_errors():
             for entity in self._table.query_entities(query):
                 yield _key(entity)
@@ -199,6 +195,8 @@ class JobStore:
                 meta: dict[str, Any] = self._table.create_entity(entity)
             except ResourceExistsError:
                 return None
+            except ResourceNotFoundError as e:  # the table itself was deleted
+                raise StorageUnavailable("the job table is missing") from e
         return meta
 
     def _get(self, partition_key: str, row_key: str) -> TableEntity | None:
@@ -333,25 +331,26 @@ def _etag(entity: TableEntity) -> str:
 
 
 def _key_entity(key: IdempotencyKey) -> dict[str, Any]:
-    return {
+    entity = {
         "PartitionKey": key.row,
         "RowKey": KEY_ROW_KEY,
         "job_id": key.job_id,
         "fingerprint": key.fingerprint,
         "message": key.message.encode(),
         "created_at": key.created_at,
-        "sent_at": key.sent_at,
-        "retired": key.retired,
+        "resent_at": key.resent_at,
+        "resent_by": key.resent_by,
     }
+    return {name: value for name, value in entity.items() if value is not None}
 
 
 def _key(entity: TableEntity) -> IdempotencyKey:
-    message = bytes(entity["message"]).decode()
     return IdempotencyKey(row=entity["PartitionKey"], job_id=entity["job_id"],
-                          fingerprint=entity["fingerprint"], message=message,
+                          fingerprint=entity["fingerprint"],
+                          message=bytes(entity["message"]).decode(),
                           created_at=_moment(entity["created_at"]),
-                          sent_at=_moment(entity["sent_at"]),
-                          retired=bool(entity["retired"]), etag=_etag(entity))
+                          resent_at=_utc(entity.get("resent_at")),
+                          resent_by=entity.get("resent_by"), etag=_etag(entity))
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:
