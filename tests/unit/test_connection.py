@@ -96,3 +96,15 @@ def test_settings_default_to_function_keys_and_read_the_public_base_url() -> Non
 def test_settings_refuse_a_public_base_url_that_is_not_an_absolute_http_url(value: str) -> None:
     with pytest.raises(ValueError, match="JOBS_PUBLIC_BASE_URL"):
         Settings.from_env({"AzureWebJobsStorage": CONN, "JOBS_PUBLIC_BASE_URL": value})
+
+
+def test_devhost_reads_identity_connections_by_the_same_rules() -> None:
+    from devhost.errors import SettingsError
+    from devhost.settings import storage_connection
+
+    env = {"AzureWebJobsStorage__queueServiceUri": "https://q.example",
+           "AzureWebJobsStorage__credential": "managedidentity"}
+    assert storage_connection(None, env) == read_connection(env)
+    assert storage_connection("Storage", {"AzureWebJobsStorage": CONN}).connection_string == CONN
+    with pytest.raises(SettingsError, match="__accountName"):
+        storage_connection("OtherStorage", {})
