@@ -12,6 +12,7 @@ CANCEL = ("/api/jobs/{job_id}", "delete")
 OPERATIONS = (SUBMIT, STATUS, CANCEL)
 #: The name generated clients give the submit body's model.
 SUBMISSION_SCHEMA = "JobSubmission"
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 API_DESCRIPTION = """\
 Runs long jobs in the background. `POST /api/jobs` checks a job and answers `202 Accepted` at
 once with the job's id and status URL; a worker then runs it from a Storage Queue. Poll
@@ -65,6 +66,11 @@ LINKS = {
 def complete_document(document: dict[str, Any]) -> dict[str, Any]:
     """Add what the decorators leave out to a generated document, in place, and return it."""
     _name_request_body(document)
+    # validate_http documents its 422 inline; it is the one error envelope, so name it as such.
+    unprocessable = document["paths"][SUBMIT[0]][SUBMIT[1]]["responses"]["422"]
+    unprocessable["description"] = ("The body breaks the JobSubmission schema, or an "
+                                    "Idempotency-Key is reused with another body.")
+    unprocessable["content"] = {"application/json": {"schema": ERROR_BODY}}
     for (path, method, status), headers in HEADERS.items():
         response = document["paths"][path][method]["responses"][status]
         response.setdefault("headers", {}).update(headers)
