@@ -186,7 +186,9 @@ def customer_id_pattern() -> str:
     """
     ranges: list[list[int]] = []
     for cp in range(sys.maxunicode + 1):
-        if not _refused_alone(chr(cp)):
+        # A lone surrogate is no character a regex engine can name (Rust's cannot at all); the
+        # model refuses it all the same.
+        if 0xD800 <= cp <= 0xDFFF or not _refused_alone(chr(cp)):
             continue
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
