@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.models import customer_id_pattern
+
 SUBMIT = ("/api/jobs", "post")
 STATUS = ("/api/jobs/{job_id}", "get")
 CANCEL = ("/api/jobs/{job_id}", "delete")
@@ -87,5 +89,7 @@ def _name_request_body(document: dict[str, Any]) -> None:
     if "$ref" in schema:
         return
     schema["title"] = SUBMISSION_SCHEMA
+    # Worked out here, on the first request for the document, not at every cold start.
+    schema["properties"]["customer_id"]["pattern"] = customer_id_pattern()
     document.setdefault("components", {}).setdefault("schemas", {})[SUBMISSION_SCHEMA] = schema
     media["schema"] = {"$ref": f"#/components/schemas/{SUBMISSION_SCHEMA}"}
