@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
+from jobs.headers import is_idempotency_key
 from tests.support.functions import CapturingOut, get, post_json, queue_message, response_json
 from tests.support.jobs_api import EXAMPLE, Functions, rows, submit
 
@@ -131,3 +133,21 @@ def test_document_declares_the_function_key_scheme_only_under_function() -> None
 
 def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [op for path in document["paths"].values() for op in path.values()]
+
+
+def test_document_is_a_contract_clients_generate_from() -> None:
+    document = _document("FUNCTION")
+    operations = {op["operationId"]: op for op in _operations(document)}
+    assert set(operations) == {"submitJob", "getJob", "cancelJob"}
+    assert "Auto-generated" not in document["info"]["description"]
+    assert "Retry-After" in document["info"]["description"]
+    submit = operations["submitJob"]
+    body = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobSubmission"}
+    for operation in operations.values():
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
+    headers = {p["name"]: p["schema"] for p in submit["parameters"] if p["in"] == "header"}
+    assert headers["X-Correlation-Id"] == {"type": "string"}
+    key = re.compile(headers["Idempotency-Key"]["pattern"])
+    for value in ["a", "x" * 255, "~ !", "a b", "", " a", "a ", "x" * 256, "é", "a\tb"]:
+        assert (key.fullmatch(value) is not None) == is_idempotency_key(value), value
