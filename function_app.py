@@ -34,6 +34,7 @@ from jobs.headers import (
     correlation_id,
     is_idempotency_key,
 )
+from jobs.lifecycle import Clock, utcnow
 from jobs.logs import configure_logging, log_context
 from jobs.models import (
     ErrorBody,
@@ -93,7 +94,9 @@ class JsonBodyAdapter(PydanticAdapter):
 
 
 configure_logging()
+# Module globals, read at each call: a test may swap the settings or move the clock.
 settings = get_settings()
+clock: Clock = utcnow
 load_handler_modules(settings.handler_modules)
 app = func.FunctionApp(http_auth_level=func.AuthLevel[settings.auth_level])
 
@@ -128,7 +131,7 @@ def submit_job(
     with log_context(correlation_id=trace, invocation_id=context.invocation_id):
         try:
             submitted = submit(default_store(), body, correlation_id=trace,
-                               retention=settings.retention, idempotency_key=key)
+                               idempotency_key=key, clock=clock)
         except MessageTooLarge as e:
             return error_response(413, str(e), "payload_too_large")
         except IdempotencyKeyReused as e:
@@ -172,9 +175,9 @@ def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
 @openapi(
     summary="Cancel a job",
     operation_id="cancelJob",
-    description="An accepted or running job becomes cancelled; cancelling a cancelled job "
-    "answers 200 with it again; a completed or failed job gets 409. The record stays readable "
-    "until it is purged.",
+    description="An accepted or running job becomes cancelled; a cancelled job is returned "
+    "as it is, so a retried cancel succeeds; a completed or failed job gets 409. The record "
+    "stays readable until it is purged.",
     tags=["jobs"],
     responses={200: JobView, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody},
 )
@@ -183,7 +186,7 @@ def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
     if not is_job_id(job_id):
         return error_response(*NOT_FOUND)
     try:
-        record = cancel(default_store(), job_id, settings=settings)
+        record = cancel(default_store(), job_id, settings=settings, clock=clock)
     except JobNotFound:
         return error_response(*NOT_FOUND)
     except InvalidTransition:
@@ -199,19 +202,20 @@ def process_job(msg: func.QueueMessage, context: func.Context) -> None:
     delivery = worker.Delivery(msg.id or "", msg.get_body(), dequeue_count)
     with log_context(invocation_id=context.invocation_id, message_id=msg.id,
                      dequeue_count=dequeue_count):
-        worker.process(default_store(), delivery, settings=settings)
+        worker.process(default_store(), delivery, settings=settings, clock=clock)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=STORAGE)
 def fail_poisoned_job(msg: func.QueueMessage, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id, message_id=msg.id):
-        worker.fail_poisoned(default_store(), msg.get_body(), settings=settings)
+        worker.fail_poisoned(default_store(), msg.get_body(), settings=settings,
+                             message_id=msg.id or "", clock=clock)
 
 
 @app.timer_trigger(arg_name="timer", schedule="0 0 * * * *", run_on_startup=False)
 def purge_expired_jobs(timer: func.TimerRequest, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id):
-        purge_expired(default_store(), settings=settings)
+        purge_expired(default_store(), settings=settings, clock=clock)
 
 
 # Our own routes for the document and the UI: the handlers register_openapi_routes adds

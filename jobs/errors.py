@@ -11,6 +11,10 @@ class StorageUnavailable(JobsError):
     """Table Storage could not be reached or answered with a server error."""
 
 
+class RowRejected(JobsError):
+    """Table Storage refused a row as invalid, for example past its size limits."""
+
+
 class JobNotFound(JobsError):
     """No job has the given id."""
 

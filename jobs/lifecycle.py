@@ -51,13 +51,11 @@ def advance(
 
 
 def may_claim(record: JobRecord, claim: Claim) -> bool:
-    """Whether a delivery may run the job now.
+    """Whether a delivery may claim the job now.
 
     An accepted job is free. A running job belongs to the delivery that claimed it, so an
     overlapping duplicate never runs the handler too; only a later delivery of the same
     message (a higher dequeue count, so the earlier attempt crashed or failed) takes it over.
-    An equal count is this very delivery, deciding again after its own claim was written but
-    answered with an error; it keeps the job.
     """
     if record.status is JobStatus.ACCEPTED:
         return True
@@ -66,8 +64,17 @@ def may_claim(record: JobRecord, claim: Claim) -> bool:
         record.status is JobStatus.RUNNING
         and owner is not None
         and owner.message_id == claim.message_id
-        and claim.dequeue_count >= owner.dequeue_count
+        and claim.dequeue_count > owner.dequeue_count
     )
+
+
+def holds_claim(record: JobRecord, claim: Claim) -> bool:
+    """Whether the job is running under this very delivery's claim.
+
+    Seen when a delivery decides again after its own claim was written but answered with
+    an error: the claim is made already, and the attempt is not counted twice.
+    """
+    return record.status is JobStatus.RUNNING and record.claim == claim
 
 
 def start(record: JobRecord, claim: Claim, *, now: datetime) -> JobRecord:

@@ -1,4 +1,8 @@
-"""The queue message codec: a job message to JSON text and back."""
+"""The queue message codec: a job message to JSON text and back.
+
+Anyone who can write to the queue can put anything there, so decoding trusts nothing: any
+body that is not a job message of this app raises InvalidMessage, never another error.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from jobs.errors import InvalidMessage, MessageTooLarge
-from jobs.models import JobMessage
+from jobs.models import JobMessage, is_job_id
 
 # A queue message may hold 64 KiB once base64-encoded, so 48 KiB of UTF-8 text.
 MAX_MESSAGE_BYTES = 48 * 1024
@@ -23,6 +27,7 @@ def encode_message(message: JobMessage) -> str:
             "payload": message.payload,
             "submitted_at": message.submitted_at.isoformat(),
             "correlation_id": message.correlation_id,
+            "token": message.token,
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -37,15 +42,23 @@ def decode_message(body: bytes) -> JobMessage:
     """Parse a message body; any malformed body raises InvalidMessage."""
     try:
         data = json.loads(body)
+        job_id = _text(data, "job_id")
+        if not is_job_id(job_id):
+            raise ValueError("job_id is not a job id")
+        payload = data.get("payload", {})
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not an object")
         return JobMessage(
-            job_id=_text(data, "job_id"),
+            job_id=job_id,
             job_type=_text(data, "job_type"),
             customer_id=_text(data, "customer_id"),
-            payload=dict(data.get("payload") or {}),
+            payload=payload,
             submitted_at=datetime.fromisoformat(_text(data, "submitted_at")),
             correlation_id=str(data.get("correlation_id") or ""),
+            token=_text(data, "token"),
         )
-    except (ValueError, TypeError, AttributeError) as e:
+    # RecursionError: JSON nested too deeply for the decoder.
+    except (ValueError, TypeError, AttributeError, RecursionError) as e:
         raise InvalidMessage(f"not a job message: {e}") from e
 
 

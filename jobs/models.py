@@ -39,12 +39,25 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+# Every text a row stores is bounded, so no write can fail on the 64 KiB property limit.
+MAX_ERROR_CODE = 64
+MAX_ERROR_MESSAGE = 1024
+MAX_PROGRESS_MESSAGE = 200
+
+
 @dataclass(frozen=True)
 class JobError:
-    """Why a job failed: a short machine-readable code and a sentence for people."""
+    """Why a job failed: a short machine-readable code and a sentence for people.
+
+    Both are cut to a bounded length, so a handler's long error text can always be stored.
+    """
 
     code: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", self.code[:MAX_ERROR_CODE])
+        object.__setattr__(self, "message", self.message[:MAX_ERROR_MESSAGE])
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,9 @@ class Progress:
 
     percent: int
     message: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", self.message[:MAX_PROGRESS_MESSAGE])
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class JobRecord:
     expires_at: datetime | None = None
     #: The partition key of the idempotency-key row that points at this job, if any.
     idempotency_row: str | None = None
+    #: A random secret the job's queue message carries; a message acts only on its own job.
+    token: str = field(default="", repr=False)
     claim: Claim | None = field(default=None, compare=False)
 
 
@@ -97,6 +115,8 @@ class JobMessage:
     payload: dict[str, Any]
     submitted_at: datetime
     correlation_id: str = ""
+    #: The job row's token: proof that the message was queued by the submit that made the job.
+    token: str = field(default="", repr=False)
 
 
 class JobSubmissionRequest(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,12 +14,16 @@ from urllib.parse import urlsplit
 
 from jobs.connection import MissingSetting, StorageConnection, read_connection
 
-__all__ = ["MissingSetting", "Settings", "get_settings"]
+__all__ = ["InvalidSetting", "MissingSetting", "Settings", "get_settings"]
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # The Functions host lets an app setting override any host.json value under this name.
 MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
 DEFAULT_MAX_DEQUEUE_COUNT = 5
+
+
+class InvalidSetting(ValueError):
+    """An app setting holds a value the app cannot use."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,10 @@ class Settings:
     artifact_base_url: str = "https://example.invalid"
     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
     handler_modules: tuple[str, ...] = ()
-    #: How long a finished job stays readable, and how long an accepted job may wait.
+    #: How long a finished job stays readable.
     retention: timedelta = timedelta(hours=168)
+    #: How long a running job may go without an update before the sweep fails it.
+    abandon_after: timedelta = timedelta(hours=24)
     #: The auth level of every HTTP route: FUNCTION (a function key is needed) or ANONYMOUS.
     auth_level: str = "FUNCTION"
     #: The public URL the app's `/api` prefix is reached at (behind API Management or Front
@@ -49,7 +56,8 @@ class Settings:
             artifact_base_url=env.get("ARTIFACT_BASE_URL", "https://example.invalid").rstrip("/"),
             max_dequeue_count=_max_dequeue_count(env),
             handler_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
-            retention=timedelta(hours=float(env.get("JOB_RETENTION_HOURS", "168"))),
+            retention=_hours(env, "JOB_RETENTION_HOURS", "168"),
+            abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24"),
             auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "FUNCTION")),
             public_base_url=_public_base_url(env.get("JOBS_PUBLIC_BASE_URL", "")),
         )
@@ -59,6 +67,18 @@ class Settings:
 def get_settings() -> Settings:
     """The process's settings, read on first use."""
     return Settings.from_env(os.environ)
+
+
+def _hours(env: Mapping[str, str], name: str, default: str) -> timedelta:
+    """A non-negative number of hours, fractions allowed; anything else stops start-up."""
+    value = env.get(name, default)
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours) or hours < 0:
+        raise InvalidSetting(f"{name} must be a non-negative number of hours, not {value!r}")
+    return timedelta(hours=hours)
 
 
 def _auth_level(value: str) -> str:
@@ -74,7 +94,7 @@ def _public_base_url(value: str) -> str | None:
         return None
     parts = urlsplit(value.strip())
     if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"JOBS_PUBLIC_BASE_URL must be an absolute http(s) URL such as "
+        raise InvalidSetting(f"JOBS_PUBLIC_BASE_URL must be an absolute http(s) URL such as "
                          f"https://api.example.com, not {value!r}")
     return value.strip().rstrip("/")
 

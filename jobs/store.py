@@ -8,6 +8,7 @@ on the ETag the change was decided from.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -26,10 +27,11 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from jobs.connection import StorageConnection, service_client
-from jobs.errors import JobNotFound, StorageUnavailable
+from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
 from jobs.settings import get_settings
 
+log = logging.getLogger(__name__)
 ROW_KEY = "job"
 KEY_ROW_KEY = "key"
 # A string property holds 64 KiB of UTF-16: 32K characters.
@@ -52,7 +54,9 @@ Decide = Callable[[JobRecord], JobRecord | None]
 class IdempotencyKey:
     """A client's Idempotency-Key row: which job it made, from which body, with which message.
 
-    It is written before its job row, as a reservation that holds all the job needs.
+    It is written before its job row, as a reservation that holds all the job needs. It is
+    only ever changed or deleted on the ETag it was read with. A retired key's job was
+    purged: the key is free, and its job is never written again.
     """
 
     row: str
@@ -60,6 +64,10 @@ class IdempotencyKey:
     fingerprint: str
     message: str
     created_at: datetime
+    #: When the job's message was last queued, by the first request or a replay.
+    sent_at: datetime
+    retired: bool = False
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,8 @@ class Versioned:
 
     record: JobRecord
     etag: str
-    #: True when this record was just written, not only read.
-    written: bool = False
+    #: True when the change asked for holds: just written, or found already made.
+    applied: bool = False
 
 
 class JobStore:
@@ -92,63 +100,72 @@ class JobStore:
     def insert(self, record: JobRecord) -> Versioned | None:
         """Write a new job row; None if a row with its id exists already."""
         meta = self._create(to_entity(record))
-        return None if meta is None else Versioned(record, meta["etag"], written=True)
+        return None if meta is None else Versioned(record, meta["etag"], applied=True)
 
     def read(self, job_id: str) -> Versioned | None:
         """The job's row, or None if there is none."""
         entity = self._get(job_id, ROW_KEY)
         return None if entity is None else Versioned(from_entity(entity), _etag(entity))
 
-    def delete(self, job_id: str, *, etag: str | None = None) -> bool:
-        """Delete a job's row, only as of `etag` if given; False if it changed since."""
-        conditions: dict[str, Any] = {}
-        if etag is not None:
-            conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-        with _storage_errors():
-            try:
-                self._table.delete_entity(job_id, ROW_KEY, **conditions)
-            except ResourceModifiedError:
-                return False
-        return True
+    def delete(self, job_id: str, *, etag: str) -> bool:
+        """Delete a job's row as of `etag`; False if it changed since."""
+        return self._delete(job_id, ROW_KEY, etag)
 
-    def insert_key(self, key: IdempotencyKey) -> bool:
-        """Write a new idempotency-key row; False if the key already has one."""
-        entity = {
-            "PartitionKey": key.row,
-            "RowKey": KEY_ROW_KEY,
-            "job_id": key.job_id,
-            "fingerprint": key.fingerprint,
-            "message": key.message.encode(),
-            "created_at": key.created_at,
-        }
-        return self._create(entity) is not None
+    def discard(self, job_id: str) -> None:
+        """Delete a job row this process wrote but never answered for; best effort."""
+        try:
+            with _storage_errors():
+                self._table.delete_entity(job_id, ROW_KEY)
+        except StorageUnavailable:
+            log.warning("could not remove an unanswered job row; the sweep fails it later",
+                        extra={"job_id": job_id})
+
+    def insert_key(self, key: IdempotencyKey) -> IdempotencyKey | None:
+        """Write a new idempotency-key row; None if the key already has one."""
+        meta = self._create(_key_entity(key))
+        return None if meta is None else replace(key, etag=meta["etag"])
 
     def read_key(self, row: str) -> IdempotencyKey | None:
         """The idempotency-key row, or None."""
         entity = self._get(row, KEY_ROW_KEY)
         return None if entity is None else _key(entity)
 
-    def delete_key(self, row: str) -> None:
-        """Delete an idempotency-key row; a missing row is fine."""
+    def replace_key(self, key: IdempotencyKey, new: IdempotencyKey) -> IdempotencyKey | None:
+        """Overwrite `key` with `new` if the row is still as `key` was read; else None."""
         with _storage_errors():
-            self._table.delete_entity(row, KEY_ROW_KEY)
+            try:
+                meta = self._table.update_entity(
+                    _key_entity(new), mode=UpdateMode.REPLACE, etag=key.etag,
+                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return None
+        return replace(new, etag=meta["etag"])
 
-    def expired(self, now: datetime, accepted_before: datetime) -> Iterator[Versioned]:
-        """Jobs to purge: finished ones past `expires_at`, and accepted ones older than a cutoff.
+    def delete_key(self, key: IdempotencyKey) -> bool:
+        """Delete an idempotency-key row as of its ETag; False if it changed since."""
+        return self._delete(key.row, KEY_ROW_KEY, key.etag)
 
-        Every job is its own partition, so this is a scan of the whole table.
-        """
+    def expired(self, now: datetime) -> Iterator[Versioned]:
+        """Finished jobs past `expires_at`. Every job is its own partition: a table scan."""
+        query = f"RowKey eq '{ROW_KEY}' and expires_at le datetime'{_odata(now)}'"
+        return self._query_jobs(query)
+
+    def stalled(self, *, running_before: datetime, accepted_before: datetime
+                ) -> Iterator[Versioned]:
+        """Running jobs not updated since a cutoff, and accepted jobs submitted before one."""
         query = (
-            f"RowKey eq '{ROW_KEY}' and ((expires_at le datetime'{_odata(now)}') or "
-            f"(status eq 'accepted' and submitted_at le datetime'{_odata(accepted_before)}'))"
+            f"RowKey eq '{ROW_KEY}' and ((status eq 'running' and "
+            f"updated_at le datetime'{_odata(running_before)}') or (status eq 'accepted' and "
+            f"submitted_at le datetime'{_odata(accepted_before)}'))"
         )
-        with _storage_errors():
-            for entity in self._table.query_entities(query):
-                yield Versioned(from_entity(entity), _etag(entity))
+        return self._query_jobs(query)
 
-    def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
-        """Idempotency-key rows written before a cutoff."""
-        query = f"RowKey eq '{KEY_ROW_KEY}' and created_at le datetime'{_odata(created_before)}'"
+    def keys(self, *, created_before: datetime | None = None, retired: bool = False
+             ) -> Iterator[IdempotencyKey]:
+        """Retired key rows, or live ones created before a cutoff."""
+        query = f"RowKey eq '{KEY_ROW_KEY}' and retired eq {str(retired).lower()}"
+        if created_before is not None:
+            query += f" and created_at le datetime'{_odata(created_before)}'"
         with _storage_errors():
             for entity in self._table.query_entities(query):
                 yield _key(entity)
@@ -156,10 +173,12 @@ class JobStore:
     def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
         """Apply `decide` to the job and write its answer if the row did not change meanwhile.
 
-        `decide` gets the current record and returns the new one, or None to leave the row
-        as it is. On an ETag conflict the row is read again and `decide` runs again, so the
-        answer always rests on the latest state. `known` saves the first read.
-        Returns the record as last read or written; raises JobNotFound if there is no row.
+        `decide` gets the current record and returns the new one; the record it was given,
+        to say the change is already made (a write of ours applied but answered with an
+        error, then retried); or None to refuse. On an ETag conflict the row is read again
+        and `decide` runs again, so the answer always rests on the latest state. `known`
+        saves the first read. Returns the record as last read or written, `applied` unless
+        refused; raises JobNotFound if there is no row.
         """
         current = known
         while True:
@@ -167,8 +186,8 @@ class JobStore:
             if current is None:
                 raise JobNotFound(job_id)
             new = decide(current.record)
-            if new is None:
-                return replace(current, written=False)
+            if new is None or new is current.record:
+                return replace(current, applied=new is not None)
             try:
                 return self._write(new, current.etag)
             except ResourceModifiedError:
@@ -193,6 +212,20 @@ class JobStore:
             except ResourceNotFoundError:
                 return None
 
+    def _delete(self, partition_key: str, row_key: str, etag: str) -> bool:
+        with _storage_errors():
+            try:
+                self._table.delete_entity(partition_key, row_key, etag=etag,
+                                          match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return False
+        return True
+
+    def _query_jobs(self, query: str) -> Iterator[Versioned]:
+        with _storage_errors():
+            for entity in self._table.query_entities(query):
+                yield Versioned(from_entity(entity), _etag(entity))
+
     def _write(self, record: JobRecord, etag: str) -> Versioned:
         with _storage_errors():
             meta = self._table.update_entity(
@@ -201,7 +234,7 @@ class JobStore:
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
-        return Versioned(record, meta["etag"], written=True)
+        return Versioned(record, meta["etag"], applied=True)
 
 
 @cache
@@ -219,6 +252,8 @@ def _storage_errors() -> Iterator[None]:
     except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
         raise
     except HttpResponseError as e:
+        if e.status_code in (400, 413):
+            raise RowRejected(f"Table Storage refused the row: {e.reason}") from e
         if e.status_code is not None and e.status_code < 500:
             raise
         raise StorageUnavailable("Table Storage answered with a server error") from e
@@ -252,6 +287,7 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
         entity["progress_percent"] = record.progress.percent
         entity["progress_message"] = record.progress.message
     entity["correlation_id"] = record.correlation_id
+    entity["token"] = record.token
     entity["expires_at"] = record.expires_at
     entity["idempotency_row"] = record.idempotency_row
     return {key: value for key, value in entity.items() if value is not None}
@@ -275,13 +311,18 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         correlation_id=entity.get("correlation_id", ""),
         expires_at=_utc(entity.get("expires_at")),
         idempotency_row=entity.get("idempotency_row"),
+        token=entity.get("token", ""),
         claim=_claim(entity),
     )
 
 
 def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else _moment(value)
+
+
+def _moment(value: datetime) -> datetime:
     # The SDK returns its own datetime subclass; a plain datetime compares and prints cleanly.
-    return None if value is None else datetime.fromtimestamp(value.timestamp(), value.tzinfo)
+    return datetime.fromtimestamp(value.timestamp(), value.tzinfo)
 
 
 def _error(entity: dict[str, Any]) -> JobError | None:
@@ -294,11 +335,26 @@ def _etag(entity: TableEntity) -> str:
     return str(entity.metadata["etag"])
 
 
-def _key(entity: dict[str, Any]) -> IdempotencyKey:
+def _key_entity(key: IdempotencyKey) -> dict[str, Any]:
+    return {
+        "PartitionKey": key.row,
+        "RowKey": KEY_ROW_KEY,
+        "job_id": key.job_id,
+        "fingerprint": key.fingerprint,
+        "message": key.message.encode(),
+        "created_at": key.created_at,
+        "sent_at": key.sent_at,
+        "retired": key.retired,
+    }
+
+
+def _key(entity: TableEntity) -> IdempotencyKey:
     message = bytes(entity["message"]).decode()
     return IdempotencyKey(row=entity["PartitionKey"], job_id=entity["job_id"],
                           fingerprint=entity["fingerprint"], message=message,
-                          created_at=entity["created_at"])
+                          created_at=_moment(entity["created_at"]),
+                          sent_at=_moment(entity["sent_at"]),
+                          retired=bool(entity["retired"]), etag=_etag(entity))
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:

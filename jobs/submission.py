@@ -3,10 +3,14 @@
 With an Idempotency-Key (scoped to the customer), a repeat of the same request answers with
 the first job instead of making a second. The key row is written first, as a reservation
 that holds the job's id, the request's fingerprint and its queue message; the job row comes
-second. Only one request can create a key row, so racing requests make exactly one job. A
-request that finds the key but not yet its job row (the first request is between its two
-writes, or an outage cut it off there) writes the job row itself from the reservation, so
-the loser of a race and the retry of a cut-off request both replay the one job.
+second. Only one request can create a key row, so racing requests make exactly one job.
+
+A request that finds the key but not its job row writes the job row from the reservation:
+the first request is between its two writes, or an outage cut it off there. It can tell
+that from a purged job, because the purge retires the key before it deletes the job, and
+every key change is conditional on the ETag it was decided from. A retired key is free: the
+next request with it makes a new job once the purged job's row is gone, and the purged job
+is never written again.
 """
 
 from __future__ import annotations
@@ -14,18 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from jobs.errors import IdempotencyKeyReused
+from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
 from jobs.messages import decode_message, encode_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
-from jobs.store import IdempotencyKey, JobStore, Versioned
+from jobs.store import IdempotencyKey, JobStore
 
 log = logging.getLogger(__name__)
+#: A replay queues the message of a still-accepted job again at most this often: the first
+#: send may have been lost, but a client retrying in a loop must not flood the queue.
+RESEND_INTERVAL = timedelta(seconds=30)
+# Each round is decided on a key row that changed since the last; past this many the
+# request answers 503 and its client retries.
+MAX_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,6 @@ def submit(
     request: JobSubmissionRequest,
     *,
     correlation_id: str,
-    retention: timedelta,
     idempotency_key: str | None = None,
     clock: Clock = utcnow,
 ) -> Submitted:
@@ -54,56 +64,87 @@ def submit(
     now = clock()
     job = JobMessage(job_id=str(uuid.uuid4()), job_type=request.job_type,
                      customer_id=request.customer_id, payload=request.payload,
-                     submitted_at=now, correlation_id=correlation_id)
+                     submitted_at=now, correlation_id=correlation_id,
+                     token=secrets.token_urlsafe(16))
     message = encode_message(job)
     if idempotency_key is None:
-        record = accepted_record(job, key_row=None)
+        return Submitted(_insert_unkeyed(store, job), message)
+    fresh = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
+                           job_id=job.job_id, fingerprint=request_fingerprint(request),
+                           message=message, created_at=now, sent_at=now)
+    for _ in range(MAX_ROUNDS):
+        submitted = _submit_keyed(store, fresh, now=now)
+        if submitted is not None:
+            return submitted
+    raise StorageUnavailable("the Idempotency-Key row kept changing under this request")
+
+
+def _insert_unkeyed(store: JobStore, job: JobMessage) -> JobRecord:
+    """Write the row of a job without a key; on an unknown outcome, try to take it back."""
+    record = accepted_record(job, key_row=None)
+    try:
+        # None: a retry of an insert that was applied found the row; the id is new, so ours.
         store.insert(record)
-        log.info("job accepted", extra=job_fields(record))
-        return Submitted(record, message)
-    key = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
-                         job_id=job.job_id, fingerprint=request_fingerprint(request),
-                         message=message, created_at=now)
-    if store.insert_key(key):
-        return Submitted(_write_reserved(store, key).record, message)
-    return _replay(store, key, stale_before=now - retention) or submit(
-        store, request, correlation_id=correlation_id, retention=retention,
-        idempotency_key=idempotency_key, clock=clock)
+    except StorageUnavailable:
+        store.discard(record.job_id)
+        raise
+    log.info("job accepted", extra=job_fields(record))
+    return record
 
 
-def _replay(store: JobStore, mine: IdempotencyKey, *, stale_before: datetime
-            ) -> Submitted | None:
-    """The job of an existing key; its message again while the job is still only accepted.
-
-    None if the key is free again: its row is gone, or it is a reservation older than the
-    retention window whose job row is gone (purged; a live reservation is never that old).
-    """
-    key = store.read_key(mine.row)
+def _submit_keyed(store: JobStore, fresh: IdempotencyKey, *, now: datetime
+                  ) -> Submitted | None:
+    """One round: reserve the key, or replay what it holds; None if it changed meanwhile."""
+    key = store.insert_key(fresh)
+    if key is not None:
+        return _write_reserved(store, key, replayed=False)
+    key = store.read_key(fresh.row)
     if key is None:
         return None
-    if key.fingerprint != mine.fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
     found = store.read(key.job_id)
-    if found is None and key.created_at <= stale_before:
-        store.delete_key(key.row)
-        return None
-    found = found or _write_reserved(store, key)
-    # The first send may have been lost between the row write and the queue; the worker
-    # treats a second message for the same job as a duplicate.
-    resend = key.message if found.record.status is JobStatus.ACCEPTED else None
+    if key.retired and found is None:
+        reserved = store.replace_key(key, fresh)
+        return None if reserved is None else _write_reserved(store, reserved, replayed=False)
+    # A retired key whose job is still stored: a purge was cut short; the key names it still.
+    if key.fingerprint != fresh.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+    if found is None:
+        # Not purged: the purge retires the key first, and this stamp fails if it did since.
+        stamped = store.replace_key(key, replace(key, sent_at=now))
+        return None if stamped is None else _write_reserved(store, stamped, replayed=True)
+    resend = None
+    if found.record.status is JobStatus.ACCEPTED and now - key.sent_at >= RESEND_INTERVAL:
+        # The first send may have been lost between the row write and the queue.
+        if store.replace_key(key, replace(key, sent_at=now)) is not None:
+            resend = key.message
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
 
 
-def _write_reserved(store: JobStore, key: IdempotencyKey) -> Versioned:
-    """Write the job row a key row reserved, unless another request wrote it first."""
+def _write_reserved(store: JobStore, key: IdempotencyKey, *, replayed: bool
+                    ) -> Submitted | None:
+    """Write the job row a live key reserves, and answer with it and its message.
+
+    None if the job is gone, or if the key stopped naming it while the row was written:
+    a purge may have retired the key between our read and our write, so the row we wrote
+    is taken back.
+    """
     record = accepted_record(decode_message(key.message.encode()), key_row=key.row)
     written = store.insert(record)
-    if written is None:
-        # Another request wrote it first; if it was purged since, answer with what it was.
-        return store.read(record.job_id) or Versioned(record, "")
-    log.info("job accepted", extra=job_fields(record))
-    return written
+    now_key = store.read_key(key.row)
+    if now_key is None or now_key.retired or now_key.job_id != key.job_id:
+        if written is not None:
+            store.delete(record.job_id, etag=written.etag)
+        return None
+    if written is None:  # another request wrote it first, or our own retried insert did
+        found = store.read(record.job_id)
+        if found is None:
+            return None
+        record = found.record
+    else:
+        log.info("job accepted", extra=job_fields(record))
+    message = key.message if record.status is JobStatus.ACCEPTED else None
+    return Submitted(record, message, replayed=replayed)
 
 
 def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
@@ -117,6 +158,7 @@ def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
         updated_at=message.submitted_at,
         correlation_id=message.correlation_id,
         idempotency_row=key_row,
+        token=message.token,
     )
 
 

@@ -5,28 +5,32 @@ repeated or overlapping delivery can neither run a claimed job again nor move a 
 job back. A transient handler error re-raises so the host retries the message; on the last
 allowed delivery the job is marked failed first. A job cancelled while it runs stays
 cancelled: its result is dropped.
+
+Anyone who can write to the queue can put anything there, so a message acts only on its
+own job: it must carry the random token the submit stored on the job's row. Anything else
+is dropped with a logged reason, never raised, since no retry could make it work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from jobs import lifecycle
-from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound
+from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, RowRejected
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields, log_context
 from jobs.messages import decode_message
-from jobs.models import Claim, JobError, JobMessage, JobRecord, Progress
+from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, JobStore, Versioned
 
 log = logging.getLogger(__name__)
-MAX_PROGRESS_MESSAGE = 200
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     #: The job is finished, cancelled, or run by another delivery; nothing was done.
     SKIPPED = "skipped"
-    #: The message names no job; it is dropped.
+    #: The message is not a job message, names no job, or does not carry its job's token.
     DROPPED = "dropped"
 
 
@@ -55,17 +59,14 @@ def process(
     store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow
 ) -> Outcome:
     """Run one delivery of a job message; see the module docstring for the rules."""
-    try:
-        message = decode_message(delivery.body)
-    except InvalidMessage as e:
-        extra = {"message_id": delivery.message_id, "reason": str(e)}
-        log.warning("dropped a malformed message", extra=extra)
+    message = _decode(delivery.body, message_id=delivery.message_id)
+    if message is None:
         return Outcome.DROPPED
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
         run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
                          settings=settings, clock=clock)
-        if run is None:
-            return Outcome.SKIPPED
+        if isinstance(run, Outcome):
+            return run
         return run.execute(last_try=delivery.dequeue_count >= settings.max_dequeue_count)
 
 
@@ -79,9 +80,13 @@ class _Run:
 
     @classmethod
     def claim(cls, store: JobStore, message: JobMessage, claim: Claim, *,
-              settings: Settings, clock: Clock) -> _Run | None:
-        """Claim the job for this delivery, or None if it may not run now."""
+              settings: Settings, clock: Clock) -> _Run | Outcome:
+        """Claim the job for this delivery, or say why it may not run now."""
         def decide(record: JobRecord) -> JobRecord | None:
+            if record.token != message.token:
+                return None
+            if lifecycle.holds_claim(record, claim):
+                return record
             if not lifecycle.may_claim(record, claim):
                 return None
             return lifecycle.start(record, claim, now=clock())
@@ -89,13 +94,16 @@ class _Run:
         try:
             current = store.update(message.job_id, decide)
         except JobNotFound:
-            log.warning("message names no job")
-            return None
-        if not current.written:
+            log.warning("dropped: the message names no job")
+            return Outcome.DROPPED
+        if current.record.token != message.token:
+            log.warning("dropped: the message's token does not match its job")
+            return Outcome.DROPPED
+        if not current.applied:
             status = current.record.status.value
             log.info("skipped: job is finished or claimed by another delivery",
                      extra={"status": status})
-            return None
+            return Outcome.SKIPPED
         log.info("job running", extra={"attempt": current.record.attempts})
         return cls(store, message, current, settings=settings, clock=clock)
 
@@ -122,49 +130,72 @@ class _Run:
         """Store the handler's progress; raises JobCancelled if the job was cancelled."""
         if not 0 <= percent <= 100:
             raise ValueError("progress is a percentage, 0-100")
-        progress = Progress(percent, message[:MAX_PROGRESS_MESSAGE])
-        written = self._write(lambda r: lifecycle.report_progress(r, progress, now=self.clock()))
-        if not written:
+        progress = Progress(percent, message)
+
+        def change(record: JobRecord) -> JobRecord:
+            return lifecycle.report_progress(record, progress, now=self.clock())
+
+        if not self._write(change, done=lambda record: False):
             raise JobCancelled(self.message.job_id)
 
     def finish(self, outcome: dict[str, Any] | JobError) -> Outcome:
-        """Write the terminal state, unless the job stopped being this run's meanwhile."""
-        retention = self.settings.retention
+        """Write the terminal state, unless the job stopped being this run's meanwhile.
+
+        Finding the job already in exactly that state means our own write was applied and
+        answered with an error: it counts as written.
+        """
+        retention, now = self.settings.retention, self.clock()
         if isinstance(outcome, JobError):
+            error = outcome
             written = self._write(
-                lambda r: lifecycle.fail(r, outcome, now=self.clock(), retention=retention))
+                lambda r: lifecycle.fail(r, error, now=now, retention=retention),
+                done=lambda r: r.status is JobStatus.FAILED and r.error == error)
         else:
-            written = self._write(
-                lambda r: lifecycle.complete(r, outcome, now=self.clock(), retention=retention))
+            result = outcome
+            try:
+                written = self._write(
+                    lambda r: lifecycle.complete(r, result, now=now, retention=retention),
+                    done=lambda r: r.status is JobStatus.COMPLETED and r.result == result)
+            except RowRejected as e:
+                return self.finish(JobError("result_not_storable", str(e)))
         status = self.current.record.status.value
         if not written:
             log.warning("outcome dropped: the job changed under this run",
                         extra={"status": status})
             return Outcome.SKIPPED
         if isinstance(outcome, JobError):
-            log.info("job failed", extra={"status": status})
+            log.info("job failed", extra={"status": status, "error_code": outcome.code})
             return Outcome.FAILED
         log.info("job completed", extra={"status": status})
         return Outcome.COMPLETED
 
-    def _write(self, change: lifecycle.Change) -> bool:
-        """Apply `change` while the job is still this run's; False once it is not."""
+    def _write(self, change: lifecycle.Change, *, done: Callable[[JobRecord], bool]) -> bool:
+        """Apply `change` while the job is still this run's; False once it is not.
+
+        `done` tells a finished row that already holds this change (True) from one that
+        another writer finished (False).
+        """
         claim = self.current.record.claim
 
         def decide(record: JobRecord) -> JobRecord | None:
-            if record.claim != claim or record.status.terminal:
+            if record.claim != claim:
                 return None
+            if record.status.terminal:
+                return record if done(record) else None
             return change(record)
 
         try:
             self.current = self.store.update(self.message.job_id, decide, known=self.current)
         except JobNotFound:  # purged meanwhile
             return False
-        return self.current.written
+        return self.current.applied
 
 
 def _checked_result(result: Any) -> dict[str, Any]:
-    """A handler's result must be a JSON object small enough for one table property."""
+    """A handler's result must be a JSON object small enough for one table property.
+
+    Returns it as the store gives it back (through JSON), so a retried write can tell it.
+    """
     if not isinstance(result, dict):
         raise JobFailed("invalid_result", "the handler did not return a JSON object")
     try:
@@ -173,22 +204,36 @@ def _checked_result(result: Any) -> dict[str, Any]:
         raise JobFailed("invalid_result", "the handler's result is not JSON") from e
     if len(text) > MAX_TEXT_PROPERTY:
         raise JobFailed("result_too_large", "the handler's result is too large to store")
-    return result
+    stored: dict[str, Any] = json.loads(text)
+    return stored
+
+
+def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
+    """The job message in a body, or None, logged, for a body that is not one."""
+    try:
+        return decode_message(body)
+    except InvalidMessage as e:
+        log.warning("dropped a malformed message",
+                    extra={"message_id": message_id, "reason": str(e)})
+        return None
 
 
 def fail_poisoned(
-    store: JobStore, body: bytes, *, settings: Settings, clock: Clock = utcnow
+    store: JobStore, body: bytes, *, settings: Settings, message_id: str = "",
+    clock: Clock = utcnow,
 ) -> Outcome:
-    """Mark the job of a poisoned message failed, unless it already finished."""
-    try:
-        message = decode_message(body)
-    except InvalidMessage as e:
-        log.warning("dropped a malformed poison message", extra={"reason": str(e)})
+    """Mark the job of a poisoned message failed, unless it already finished.
+
+    Raises only for a storage outage, which a later delivery can get past; a message it
+    cannot act on is logged and dropped.
+    """
+    message = _decode(body, message_id=message_id)
+    if message is None:
         return Outcome.DROPPED
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
 
     def decide(record: JobRecord) -> JobRecord | None:
-        if record.status.terminal:
+        if record.token != message.token or record.status.terminal:
             return None
         return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
 
@@ -196,9 +241,12 @@ def fail_poisoned(
         try:
             final = store.update(message.job_id, decide)
         except JobNotFound:
-            log.warning("poison message names no job")
+            log.warning("dropped: the poison message names no job")
             return Outcome.DROPPED
-        if not final.written:
+        if final.record.token != message.token:
+            log.warning("dropped: the poison message's token does not match its job")
+            return Outcome.DROPPED
+        if not final.applied:
             log.info("poison message for a finished job",
                      extra={"status": final.record.status.value})
             return Outcome.SKIPPED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -31,16 +32,27 @@ def keyed(key: str, body: Any = None, **headers: str) -> dict[str, Any]:
 
 # --- idempotent submits -------------------------------------------------------------------
 
-def test_idempotency_repeat_replays_same_job_and_resends_while_accepted(
-    functions: Functions, table: TableClient
+def test_idempotency_repeat_replays_same_job_and_resends_once_per_interval(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import function_app
+    from jobs.lifecycle import utcnow
+    from jobs.submission import RESEND_INTERVAL
+
+    start = utcnow()
+    monkeypatch.setattr(function_app, "clock", lambda: start)
     first, first_out = submit(functions, **keyed("order-1"))
     again, again_out = submit(functions, **keyed("order-1"))
     assert first.status_code == again.status_code == 202
     assert response_json(again) == response_json(first)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
-    assert again_out.get() == first_out.get()  # re-sent: the first send may have been lost
+    assert again_out.get() is None  # the first request's send is recent
+    later = start + RESEND_INTERVAL
+    monkeypatch.setattr(function_app, "clock", lambda: later)
+    resent = [submit(functions, **keyed("order-1"))[1].get() for _ in range(3)]
+    # The first send may have been lost: resent once, and not again within the interval.
+    assert resent == [first_out.get(), None, None]
     assert len(job_rows(table)) == 1
 
 
@@ -146,11 +158,13 @@ def test_cancel_finished_job_is_409_and_unknown_is_404(functions: Functions, tab
     assert status(functions, job_id)[1]["status"] == "completed"
 
 
-def test_cancel_twice_is_409(functions: Functions, table: TableClient) -> None:
+def test_cancel_twice_answers_200_with_the_same_record(
+        functions: Functions, table: TableClient) -> None:
     job_id = response_json(submit(functions)[0])["job_id"]
-    assert cancel(functions, job_id)[0] == 200
-    code, body = cancel(functions, job_id)
-    assert code == 409 and body["detail"][0]["type"] == "conflict"
+    first = cancel(functions, job_id)
+    again = cancel(functions, job_id)
+    assert first[0] == again[0] == 200
+    assert again[1] == first[1] and again[1]["status"] == "cancelled"
 
 
 def test_cancel_during_run_keeps_cancelled_and_drops_result(
@@ -277,7 +291,21 @@ def purge_days_from_now(days: float) -> int:
     return purge_expired(default_store(), settings=get_settings(), clock=lambda: later)
 
 
-def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
+def test_purge_removes_expired_jobs_with_their_keys_and_frees_the_keys(
+    functions: Functions, table: TableClient
+) -> None:
+    done, done_out = submit(functions, **keyed("k-done"))
+    functions["process_job"](queue_message(done_out.get() or ""))
+    assert purge_days_from_now(6) == 0  # nothing has expired yet
+    assert purge_days_from_now(8) == 1
+    assert status(functions, response_json(done)["job_id"])[0] == 404
+    assert rows(table) == []  # the key row went with its job
+    again, _ = submit(functions, **keyed("k-done"))
+    assert response_json(again)["job_id"] != response_json(done)["job_id"]
+    assert "Idempotent-Replayed" not in again.headers
+
+
+def test_sweep_fails_abandoned_running_and_accepted_jobs(
     functions: Functions, table: TableClient, register: Register
 ) -> None:
     hold, entered = threading.Event(), threading.Event()
@@ -288,26 +316,24 @@ def test_purge_removes_expired_and_stale_accepted_jobs_with_their_keys(
         return {}
 
     register("held", held)
-    done, done_out = submit(functions, **keyed("k-done"))
-    functions["process_job"](queue_message(done_out.get() or ""))
     waiting, _ = submit(functions, **keyed("k-waiting"))
     running, running_out = submit(functions, {**EXAMPLE, "job_type": "held"})
     worker = threading.Thread(target=functions["process_job"],
                               args=(queue_message(running_out.get() or ""),))
     worker.start()
     try:
-        assert entered.wait(10)  # running, so not an accepted job the purge would take
-        assert purge_days_from_now(6) == 0  # nothing has expired yet
-        assert purge_days_from_now(8) == 2
+        assert entered.wait(10)
+        assert purge_days_from_now(0.5) == 0  # running for less than the 24-hour bound
+        assert status(functions, response_json(running)["job_id"])[1]["status"] == "running"
+        assert purge_days_from_now(2) == 0  # past it: abandoned, kept for the retention
+        assert status(functions, response_json(waiting)["job_id"])[1]["status"] == "accepted"
+        purge_days_from_now(8)  # an accepted job older than a queue message lives
     finally:
         hold.set()
         worker.join(10)
-    for gone in (done, waiting):
-        assert status(functions, response_json(gone)["job_id"])[0] == 404
-    assert status(functions, response_json(running)["job_id"])[0] == 200
-    assert [r["RowKey"] for r in rows(table)] == ["job"]  # both key rows went with their jobs
-    again, _ = submit(functions, **keyed("k-done"))
-    assert response_json(again)["job_id"] != response_json(done)["job_id"]
+    for job in (running, waiting):
+        record = status(functions, response_json(job)["job_id"])[1]
+        assert record["status"] == "failed" and record["error"]["code"] == "abandoned"
 
 
 def test_purge_timer_deletes_jobs_past_a_zero_hour_retention(
@@ -328,7 +354,7 @@ def test_purge_timer_deletes_jobs_past_a_zero_hour_retention(
     assert status(functions, response_json(waiting)["job_id"])[0] == 200
 
 
-def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
+def test_sweep_fails_a_reservation_whose_job_was_never_written(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jobs.errors import StorageUnavailable
@@ -343,27 +369,10 @@ def test_purge_removes_a_stale_reservation_whose_job_was_never_written(
     assert [r["RowKey"] for r in rows(table)] == ["key"]
     assert purge_days_from_now(6) == 0 and len(rows(table)) == 1
     purge_days_from_now(8)
+    job = next(r for r in rows(table) if r["RowKey"] == "job")
+    assert job["status"] == "failed" and job["error_code"] == "abandoned"
+    purge_days_from_now(16)  # then it expires like any finished job, key and all
     assert rows(table) == []
-
-
-def test_idempotency_replay_racing_the_purge_never_revives_a_purged_job(
-    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The purge deleted the job row but not yet its (old) key row: the key is free again."""
-    import function_app
-    from jobs.settings import get_settings
-
-    first, out = submit(functions, **keyed("reused-later"))
-    functions["process_job"](queue_message(out.get() or ""))
-    first_id = response_json(first)["job_id"]
-    table.delete_entity(first_id, "job")
-    monkeypatch.setenv("JOB_RETENTION_HOURS", "0")  # so the key row counts as old
-    get_settings.cache_clear()
-    monkeypatch.setattr(function_app, "settings", get_settings())
-    again, again_out = submit(functions, **keyed("reused-later"))
-    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
-    assert response_json(again)["job_id"] != first_id
-    assert status(functions, first_id)[0] == 404
 
 
 # --- correlation and logs -----------------------------------------------------------------
@@ -410,18 +419,74 @@ def test_every_log_line_carries_correlation_and_invocation(
     assert all(r.message_id for r in worker_lines)  # type: ignore[attr-defined]
 
 
-def test_purge_leaves_a_job_changed_since_the_scan_with_its_key(
-    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+def test_sweep_leaves_a_job_that_reported_progress_since_the_scan(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch,
+    register: Register,
 ) -> None:
-    """The scan saw an accepted job; a worker claimed it before the delete: both rows stay."""
+    """The scan saw the job stalled; it reported progress before the sweep's write: it stays."""
+    from jobs.retention import purge_expired
+    from jobs.settings import get_settings
     from jobs.store import JobStore, default_store
 
-    response, out = submit(functions, **keyed("claimed-meanwhile"))
+    def reports(job: JobMessage, progress: Any) -> dict[str, Any]:
+        seen = default_store().read(job.job_id)
+        progress(10, "still going")
+        fresh = default_store().read(job.job_id)
+        assert seen is not None and fresh is not None
+        claimed, reported = seen.record.updated_at, fresh.record.updated_at
+        assert reported > claimed
+        monkeypatch.setattr(JobStore, "stalled", lambda self, **cutoffs: iter([seen]))
+        between = claimed + (reported - claimed) / 2  # stalled as seen, alive as it is now
+        settings = dataclasses.replace(get_settings(), abandon_after=timedelta(0))
+        purge_expired(default_store(), settings=settings, clock=lambda: between)
+        return {"ok": True}
+
+    register("reports", reports)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "reports"})
+    functions["process_job"](queue_message(out.get() or ""))
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+
+
+# --- a message acts only on its own job ---------------------------------------------------
+
+def forged(message: str, **changes: Any) -> str:
+    return json.dumps({**json.loads(message), **changes})
+
+
+def test_forged_message_with_another_token_is_dropped_and_runs_nothing(
+    functions: Functions, table: TableClient, register: Register,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[dict[str, Any]] = []
+    register("attack", lambda job, progress: ran.append(job.payload) or {})
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions)
     job_id = response_json(response)["job_id"]
-    seen = default_store().read(job_id)
-    assert seen is not None
-    functions["process_job"](queue_message(out.get() or ""))  # the row changes after the scan
-    monkeypatch.setattr(JobStore, "expired", lambda self, now, accepted_before: iter([seen]))
-    assert purge_days_from_now(0) == 0
-    assert sorted(r["RowKey"] for r in rows(table)) == ["job", "key"]
+    attack = forged(out.get() or "", job_type="attack", payload={"evil": 1}, token="guess")
+    functions["process_job"](queue_message(attack))
+    functions["fail_poisoned_job"](queue_message(attack))
+    assert ran == [] and status(functions, job_id)[1]["status"] == "accepted"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "dropped: the message's token does not match its job",
+        "dropped: the poison message's token does not match its job"]
+    functions["process_job"](queue_message(out.get() or ""))  # the real message still works
     assert status(functions, job_id)[1]["status"] == "completed"
+
+
+def test_poison_message_without_the_token_cannot_fail_a_running_job(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    verdicts: list[str] = []
+
+    def runs(job: JobMessage, progress: Any) -> dict[str, Any]:
+        poison = forged(job_message, token="wrong")
+        functions["fail_poisoned_job"](queue_message(poison))
+        verdicts.append(status(functions, job.job_id)[1]["status"])
+        return {"ok": True}
+
+    register("runs", runs)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "runs"})
+    job_message = out.get() or ""
+    functions["process_job"](queue_message(job_message))
+    assert verdicts == ["running"]
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"

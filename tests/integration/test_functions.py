@@ -250,7 +250,7 @@ def test_poisoned_message_of_finished_job_changes_nothing(
 @pytest.mark.parametrize("body", [b"not json", b'{"no_job": 1}', b"[]",
                                   b'{"job_id":"00000000-0000-4000-8000-000000000000",'
                                   b'"job_type":"thumbnail","customer_id":"c",'
-                                  b'"submitted_at":"2026-01-01T00:00:00+00:00"}'])
+                                  b'"submitted_at":"2026-01-01T00:00:00+00:00","token":"t"}'])
 def test_worker_malformed_message_is_logged_not_raised(
     functions: Functions, table: TableClient, caplog: pytest.LogCaptureFixture, body: bytes
 ) -> None:

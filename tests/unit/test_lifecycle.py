@@ -66,7 +66,8 @@ def test_lifecycle_progress_only_while_running() -> None:
     [
         (JobStatus.ACCEPTED, None, Claim("m", 1), True),
         (JobStatus.RUNNING, Claim("m", 1), Claim("m", 2), True),  # a crashed attempt's redelivery
-        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), True),  # its own claim, read back
+        # its own claim, read back: held already (see holds_claim), not claimed again
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), False),
         (JobStatus.RUNNING, Claim("m", 1), Claim("copy", 5), False),  # an overlapping copy
         (JobStatus.COMPLETED, Claim("m", 1), Claim("m", 2), False),
         (JobStatus.FAILED, Claim("m", 1), Claim("m", 2), False),
@@ -77,3 +78,18 @@ def test_lifecycle_progress_only_while_running() -> None:
 def test_lifecycle_may_claim(status: JobStatus, owner: Claim | None, claim: Claim,
                              expected: bool) -> None:
     assert lifecycle.may_claim(record(status, owner), claim) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "owner", "claim", "expected"),
+    [
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 1), True),
+        (JobStatus.RUNNING, Claim("m", 1), Claim("m", 2), False),
+        (JobStatus.RUNNING, Claim("m", 1), Claim("copy", 1), False),
+        (JobStatus.ACCEPTED, None, Claim("m", 1), False),
+        (JobStatus.COMPLETED, Claim("m", 1), Claim("m", 1), False),
+    ],
+)
+def test_lifecycle_holds_claim_only_for_the_same_delivery_while_running(
+        status: JobStatus, owner: Claim | None, claim: Claim, expected: bool) -> None:
+    assert lifecycle.holds_claim(record(status, owner), claim) is expected

@@ -12,8 +12,9 @@ from jobs.errors import InvalidMessage, MessageTooLarge
 from jobs.messages import MAX_MESSAGE_BYTES, decode_message, encode_message
 from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
 
-MESSAGE = JobMessage(job_id="id-1", job_type="thumbnail", customer_id="cust",
-                     payload={"k": ["v", 1]}, submitted_at=datetime(2026, 1, 1, tzinfo=UTC))
+MESSAGE = JobMessage(job_id="0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11", job_type="thumbnail",
+                     customer_id="cust", payload={"k": ["v", 1]},
+                     submitted_at=datetime(2026, 1, 1, tzinfo=UTC), token="t0k")  # noqa: S106
 
 
 def test_messages_round_trip() -> None:

@@ -1,0 +1,291 @@
+"""Regression tests for the seven ways a review broke the README's promises under faults.
+
+Each drives its interleaving exactly, through the storage transport (tests/support/faults.py):
+a hook runs another client's whole request just before a chosen storage request, or a
+request fails before it is sent, or is applied and then answered 500 so that the SDK
+resends it. No sleeps. Each failed on the code before the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient
+
+from jobs.errors import JobFailed, StorageUnavailable
+from jobs.models import JobMessage
+from tests.support.faults import ScriptedTransport, on
+from tests.support.functions import Timer, queue_message, response_json
+from tests.support.jobs_api import EXAMPLE, Functions, cancel, rows, status, submit
+
+Register = Callable[..., None]
+
+
+@pytest.fixture
+def transport(table: TableClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedTransport]:
+    """The app's store, on a transport the test scripts."""
+    from jobs import store
+
+    scripted = ScriptedTransport()
+    monkeypatch.setitem(store.EXTRA_CLIENT_OPTIONS, "transport", scripted)
+    monkeypatch.setitem(store.EXTRA_CLIENT_OPTIONS, "retry_backoff_factor", 0)
+    store.default_store.cache_clear()
+    yield scripted
+    store.default_store.cache_clear()
+
+
+@pytest.fixture
+def at(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Move the app's clock to `days` from now."""
+    import function_app
+    from jobs.lifecycle import utcnow
+
+    start = utcnow()
+
+    def move(days: float) -> None:
+        monkeypatch.setattr(function_app, "clock", lambda: start + timedelta(days=days))
+    return move
+
+
+@pytest.fixture
+def retention(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Set the app's JOB_RETENTION_HOURS."""
+    import dataclasses
+
+    import function_app
+
+    def change(hours: float) -> None:
+        monkeypatch.setattr(function_app, "settings", dataclasses.replace(
+            function_app.settings, retention=timedelta(hours=hours)))
+    return change
+
+
+def keyed(key: str) -> dict[str, Any]:
+    return {"headers": {"Idempotency-Key": key}}
+
+
+def job_ids(table: TableClient) -> list[str]:
+    return [r["PartitionKey"] for r in rows(table) if r["RowKey"] == "job"]
+
+
+def purge(functions: Functions) -> None:
+    functions["purge_expired_jobs"](Timer())
+
+
+def completed_then_purged_with_key_left(functions: Functions, transport: ScriptedTransport,
+                                        at: Callable[[float], None], key: str) -> str:
+    """A keyed job completes, then a purge deletes its row and fails to delete its key."""
+    first, out = submit(functions, **keyed(key))
+    functions["process_job"](queue_message(out.get() or ""))
+    at(8)
+    transport.add(on("DELETE", "key"), "refuse", times=3)  # the SDK's two retries too
+    with pytest.raises(StorageUnavailable):
+        purge(functions)
+    return str(response_json(first)["job_id"])
+
+
+def test_finding_1a_two_retries_of_a_freed_key_make_one_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None], retention: Callable[[float], None],
+) -> None:
+    retention(0)
+    completed_then_purged_with_key_left(functions, transport, at, "k1a")
+    answers: list[Any] = []
+    # P2 has read the key; just before its first write to the key, P1 runs to its end.
+    write = on("PUT", "key")
+    transport.add(lambda r: write(r) or on("DELETE", "key")(r), "run",
+                  hook=lambda: answers.append(submit(functions, **keyed("k1a"))[0]))
+    answers.append(submit(functions, **keyed("k1a"))[0])
+    assert [a.status_code for a in answers] == [202, 202]
+    assert len({response_json(a)["job_id"] for a in answers}) == 1
+    assert len(job_ids(table)) == 1
+
+
+def test_finding_1b_the_purge_never_deletes_a_key_that_names_another_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None], retention: Callable[[float], None],
+) -> None:
+    retention(0)
+    _, out = submit(functions, **keyed("k1b"))
+    functions["process_job"](queue_message(out.get() or ""))
+    at(1)
+    client: list[Any] = []
+    # Just before the purge deletes the key, a client's POST frees it and makes a new job.
+    transport.add(on("DELETE", "key"), "run",
+                  hook=lambda: client.append(submit(functions, **keyed("k1b"))[0]))
+    purge(functions)
+    retry, _ = submit(functions, **keyed("k1b"))
+    assert client[0].status_code == 202
+    assert response_json(retry)["job_id"] == response_json(client[0])["job_id"]
+    assert job_ids(table) == [response_json(client[0])["job_id"]]
+
+
+def test_finding_1c_zero_retention_racing_submits_make_one_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    retention: Callable[[float], None],
+) -> None:
+    retention(0)
+    answers: list[Any] = []
+    # P1 has reserved the key; just before it writes the job row, P2 runs to its end.
+    transport.add(on("POST", "job"), "run",
+                  hook=lambda: answers.append(submit(functions, **keyed("k1c"))[0]))
+    answers.append(submit(functions, **keyed("k1c"))[0])
+    assert [a.status_code for a in answers] == [202, 202]
+    assert len({response_json(a)["job_id"] for a in answers}) == 1
+    assert len(job_ids(table)) == 1
+
+
+def test_finding_2_a_job_whose_message_is_gone_ends_failed_not_running_forever(
+    functions: Functions, table: TableClient, at: Callable[[float], None], register: Register,
+) -> None:
+    def flaky(job: JobMessage, progress: Any) -> dict[str, Any]:
+        raise ConnectionError("a transient failure")
+
+    register("flaky", flaky)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "flaky"})
+    running_id = response_json(response)["job_id"]
+    with pytest.raises(ConnectionError):
+        functions["process_job"](queue_message(out.get() or ""))
+    lost, _ = submit(functions)  # its message is gone too: the queue was cleared
+    at(8)
+    purge(functions)
+    for job_id in (running_id, response_json(lost)["job_id"]):
+        code, record = status(functions, job_id)
+        assert code == 200
+        assert record["status"] == "failed" and record["error"]["code"] == "abandoned"
+    at(16)
+    purge(functions)  # then they expire like any finished job
+    assert job_ids(table) == []
+
+
+def test_finding_3_an_oversized_job_failed_is_stored_cut_short_in_one_run(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    runs: list[str] = []
+
+    def verbose(job: JobMessage, progress: Any) -> dict[str, Any]:
+        runs.append(job.job_id)
+        progress(10, "p" * 100_000)
+        raise JobFailed("c" * 100_000, "m" * 100_000)
+
+    register("verbose", verbose)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "verbose"})
+    functions["process_job"](queue_message(out.get() or ""))  # does not raise: no retry
+    record = status(functions, response_json(response)["job_id"])[1]
+    assert record["status"] == "failed" and len(runs) == 1
+    assert record["error"]["code"] == "c" * 64
+    assert record["error"]["message"] == "m" * 1024
+
+
+def test_finding_4_cancel_applied_but_answered_500_is_200(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    job_id = response_json(submit(functions)[0])["job_id"]
+    transport.add(on("PATCH", "job"), "lose_answer")
+    code, record = cancel(functions, job_id)
+    assert code == 200 and record["status"] == "cancelled"
+    assert cancel(functions, job_id)[0] == 200  # a client's retry of its cancel too
+
+
+def test_finding_4_finish_applied_but_answered_500_is_not_dropped(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions)
+    # The second merge of the delivery (after the claim; no progress) is the finish.
+    patches = iter([False, False, True])  # claim, progress, finish
+    transport.add(lambda r: r.method == "PATCH" and next(patches), "lose_answer")
+    functions["process_job"](queue_message(out.get() or ""))
+    messages = [r.getMessage() for r in caplog.records]
+    assert "job completed" in messages
+    assert not any("outcome dropped" in m for m in messages)
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+
+
+def test_finding_4_claim_applied_but_answered_500_counts_one_attempt(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    response, out = submit(functions)
+    transport.add(on("PATCH", "job"), "lose_answer")  # the first merge is the claim
+    functions["process_job"](queue_message(out.get() or ""))
+    record = status(functions, response_json(response)["job_id"])[1]
+    assert record["status"] == "completed" and record["attempts"] == 1
+
+
+def test_finding_5_replays_resend_at_most_once_per_interval(
+    functions: Functions, table: TableClient, at: Callable[[float], None],
+) -> None:
+    at(0)
+    _, first = submit(functions, **keyed("k5"))
+    sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
+    assert [s for s in sent if s is not None] == []
+    at(1)  # a day later, still accepted: one resend, then none again
+    sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
+    assert [s for s in sent if s is not None] == [first.get()]
+
+
+def test_finding_6_a_purged_job_is_never_rebuilt_from_its_leftover_key(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None], retention: Callable[[float], None],
+) -> None:
+    retention(1)
+    first_id = completed_then_purged_with_key_left(functions, transport, at, "k6")
+    retention(24 * 365)  # the leftover key now looks young
+    again, out = submit(functions, **keyed("k6"))
+    assert again.status_code == 202
+    assert response_json(again)["job_id"] != first_id
+    assert "Idempotent-Replayed" not in again.headers
+    assert status(functions, first_id)[0] == 404
+    assert json.loads(out.get() or "")["job_id"] != first_id
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"job_id": "a/b", "job_type": "thumbnail", "customer_id": "c",
+                "submitted_at": "2026-01-01T00:00:00+00:00", "token": "t"}).encode(),
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 5000 + b"1" + b"}" * 5000,
+])
+def test_finding_7_an_unusable_message_is_dropped_by_both_queue_functions(
+    functions: Functions, table: TableClient, caplog: pytest.LogCaptureFixture, body: bytes,
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobs")
+    functions["process_job"](queue_message(body, message_id="m7"))
+    functions["fail_poisoned_job"](queue_message(body, message_id="m7p"))
+    dropped = [r for r in caplog.records if r.getMessage() == "dropped a malformed message"]
+    assert [getattr(r, "message_id", None) for r in dropped] == ["m7", "m7p"]
+    assert rows(table) == []
+
+
+def test_unkeyed_insert_applied_but_unanswered_leaves_no_row(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    transport.add(on("POST", "job"), "lose_answer")
+    transport.add(on("POST", "job"), "refuse", times=2)  # the SDK's retries fail too
+    response, out = submit(functions)
+    assert response.status_code == 503 and out.get() is None
+    assert rows(table) == []
+
+
+def test_a_purge_cut_short_after_retiring_the_key_still_replays_the_stored_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None],
+) -> None:
+    first, out = submit(functions, **keyed("cut-short"))
+    first_id = response_json(first)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    at(8)
+    transport.add(on("DELETE", "job"), "refuse", times=3)  # the SDK's two retries too
+    with pytest.raises(StorageUnavailable):
+        purge(functions)
+    again, _ = submit(functions, **keyed("cut-short"))  # the key is retired, its job stored
+    assert response_json(again)["job_id"] == first_id
+    purge(functions)
+    assert rows(table) == []
+    fresh, _ = submit(functions, **keyed("cut-short"))
+    assert response_json(fresh)["job_id"] != first_id

@@ -1,0 +1,33 @@
+"""App settings: the hour windows accept any non-negative number and refuse the rest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from jobs.settings import InvalidSetting, Settings
+
+ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+@pytest.mark.parametrize(("name", "field"), [("JOB_RETENTION_HOURS", "retention"),
+                                             ("JOB_ABANDON_AFTER_HOURS", "abandon_after")])
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0", timedelta(0)), ("0.5", timedelta(minutes=30)), ("36", timedelta(hours=36))])
+def test_settings_hours_accept_non_negative_numbers(name: str, field: str, value: str,
+                                                    expected: timedelta) -> None:
+    assert getattr(Settings.from_env({**ENV, name: value}), field) == expected
+
+
+@pytest.mark.parametrize("name", ["JOB_RETENTION_HOURS", "JOB_ABANDON_AFTER_HOURS"])
+@pytest.mark.parametrize("value", ["-1", "week", "", "nan", "inf"])
+def test_settings_hours_refuse_negative_and_non_numbers(name: str, value: str) -> None:
+    with pytest.raises(InvalidSetting, match=f"{name} must be a non-negative number of hours"):
+        Settings.from_env({**ENV, name: value})
+
+
+def test_settings_hours_defaults() -> None:
+    settings = Settings.from_env(ENV)
+    assert settings.retention == timedelta(hours=168)
+    assert settings.abandon_after == timedelta(hours=24)
