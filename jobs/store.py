@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
+from jobs.connection import StorageConnection, service_client
 from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
 from jobs.settings import get_settings
@@ -85,10 +86,12 @@ class JobStore:
         self._table = table
 
     @classmethod
-    def connect(cls, connection_string: str, table_name: str) -> JobStore:
-        """Connect and create the table if it is missing."""
+    def connect(cls, connection: StorageConnection | str, table_name: str) -> JobStore:
+        """Connect (a str is a connection string) and create the table if it is missing."""
+        if isinstance(connection, str):
+            connection = StorageConnection(connection_string=connection)
         options = {**CLIENT_OPTIONS, **EXTRA_CLIENT_OPTIONS}
-        service = TableServiceClient.from_connection_string(connection_string, **options)
+        service = service_client(TableServiceClient, connection, "table", **options)
         with _storage_errors():
             service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
@@ -236,7 +239,7 @@ class JobStore:
 def default_store() -> JobStore:
     """The process's store, built on first use from the settings and reused after."""
     settings = get_settings()
-    return JobStore.connect(settings.storage_connection, settings.table_name)
+    return JobStore.connect(settings.storage, settings.table_name)
 
 
 @contextmanager
