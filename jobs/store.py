@@ -244,7 +244,11 @@ def default_store() -> JobStore:
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
-    """Turn transport failures and server errors into StorageUnavailable."""
+    """Turn transport failures and error answers into StorageUnavailable.
+
+    That includes 401 and 403: a missing role assignment is for an operator to fix, and
+    a client gets 503 meanwhile, not 500.
+    """
     try:
         yield
     except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
@@ -252,9 +256,7 @@ def _storage_errors() -> Iterator[None]:
     except HttpResponseError as e:
         if e.status_code in (400, 413):
             raise RowRejected(f"Table Storage refused the row: {e.reason}") from e
-        if e.status_code is not None and e.status_code < 500:
-            raise
-        raise StorageUnavailable("Table Storage answered with a server error") from e
+        raise StorageUnavailable(f"Table Storage answered {e.status_code} {e.reason}") from e
     except AzureError as e:
         raise StorageUnavailable("Table Storage is unreachable") from e
 

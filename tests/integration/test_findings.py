@@ -21,8 +21,8 @@ from azure.data.tables import TableClient
 from jobs.errors import JobFailed, StorageUnavailable
 from jobs.models import JobMessage
 from tests.support.faults import ScriptedTransport, on
-from tests.support.functions import Timer, queue_message, response_json
-from tests.support.jobs_api import EXAMPLE, Functions, cancel, rows, status, submit
+from tests.support.functions import Timer, get, queue_message, response_json
+from tests.support.jobs_api import EXAMPLE, URL, Functions, cancel, rows, status, submit
 
 Register = Callable[..., None]
 
@@ -388,3 +388,12 @@ def test_a_post_after_the_table_was_deleted_is_503(
     for headers in ({}, keyed("gone")):
         response, out = submit(functions, **headers)
         assert response.status_code == 503 and out.get() is None
+
+
+def test_storage_refusing_access_is_503_not_500(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    job_id = response_json(submit(functions)[0])["job_id"]
+    transport.add(lambda r: r.method == "GET", "lose_answer", status=403)  # a missing role
+    response = functions["get_job_status"](get(f"{URL}/{job_id}", job_id=job_id))
+    assert response.status_code == 503 and response.headers["Retry-After"]
