@@ -17,7 +17,7 @@ from azure_functions_openapi import get_openapi_json, openapi, render_swagger_ui
 from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
 from pydantic import BaseModel
 
-from api_docs import complete_document
+from api_docs import API_DESCRIPTION, complete_document
 from jobs import worker
 from jobs.cancellation import cancel
 from jobs.errors import (
@@ -28,7 +28,12 @@ from jobs.errors import (
     StorageUnavailable,
 )
 from jobs.handlers import load_handler_modules
-from jobs.headers import correlation_id, is_idempotency_key
+from jobs.headers import (
+    CORRELATION_ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    correlation_id,
+    is_idempotency_key,
+)
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import configure_logging, log_context
 from jobs.models import (
@@ -49,18 +54,28 @@ from jobs.submission import submit
 # text (64 KiB once base64-encoded); a larger re-encoded message is refused with 413 too.
 MAX_BODY_BYTES = 47 * 1024
 JOB_QUEUE = "job-requests"
+JOBS_ROUTE = "jobs"
 POISON_QUEUE = f"{JOB_QUEUE}-poison"
 RETRY_AFTER_SECONDS = "1"
+# Storage is down for seconds at least: a client waits longer than between polls.
+UNAVAILABLE_RETRY_AFTER_SECONDS = "5"
+# Job records belong to one customer: no shared cache or CDN may keep or serve them.
+NO_STORE = {"Cache-Control": "no-store"}
 STORAGE = "AzureWebJobsStorage"
 UNAVAILABLE = (503, "job storage is unavailable; retry later", "unavailable")
 NOT_FOUND = (404, "job not found", "not_found")
 HEADER_PARAMETERS = [
     {"name": "Idempotency-Key", "in": "header", "required": False,
-     "description": "1-255 printable ASCII characters; a repeat replays the first job.",
-     "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+     "description": "1-255 printable ASCII characters, no space at either end. A repeat with "
+     "the same body replays the first job; with another body it is refused with 422.",
+     "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}},
+    {"name": "traceparent", "in": "header", "required": False,
+     "description": "A W3C trace context; its trace id becomes the job's correlation id.",
+     "schema": {"type": "string"}},
     {"name": "X-Correlation-Id", "in": "header", "required": False,
-     "description": "Used when no W3C traceparent header is sent.",
-     "schema": {"type": "string", "maxLength": 128}},
+     "description": "The job's correlation id when no valid traceparent is sent and it matches "
+     f"`{CORRELATION_ID_PATTERN}`; any other value is ignored and a new id is made.",
+     "schema": {"type": "string"}},
 ]
 
 
@@ -86,9 +101,10 @@ load_handler_modules(settings.handler_modules)
 app = func.FunctionApp(http_auth_level=func.AuthLevel[settings.auth_level])
 
 
-@app.route(route="jobs", methods=["POST"])
+@app.route(route=JOBS_ROUTE, methods=["POST"])
 @openapi(
     summary="Submit a queue-backed job",
+    operation_id="submitJob",
     description="Validates the job, writes an accepted status row, and queues it for the worker.",
     tags=["jobs"],
     parameters=HEADER_PARAMETERS,
@@ -109,8 +125,8 @@ def submit_job(
 ) -> func.HttpResponse:
     key = req.headers.get("Idempotency-Key")
     if key is not None and not is_idempotency_key(key):
-        return error_response(400, "Idempotency-Key must be 1-255 printable ASCII characters",
-                              "invalid_idempotency_key")
+        return error_response(400, "Idempotency-Key must be 1-255 printable ASCII characters "
+                              "with no space at either end", "invalid_idempotency_key")
     trace = correlation_id(req.headers.get("traceparent"), req.headers.get("X-Correlation-Id"))
     with log_context(correlation_id=trace, invocation_id=context.invocation_id):
         try:
@@ -125,7 +141,7 @@ def submit_job(
     if submitted.message is not None:
         job_message.set(submitted.message)
     record = submitted.record
-    status_url = job_url(req.url, record.job_id)
+    status_url = job_url(settings.public_base_url or api_base_url(req.url), record.job_id)
     headers = {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS,
                "X-Correlation-Id": record.correlation_id}
     if submitted.replayed:
@@ -136,6 +152,7 @@ def submit_job(
 @app.route(route="jobs/{job_id}", methods=["GET"])
 @openapi(
     summary="Get a job's status",
+    operation_id="getJob",
     description="The job record in any state; Retry-After while it is not finished, "
     "Expires once it is.",
     tags=["jobs"],
@@ -157,8 +174,10 @@ def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="jobs/{job_id}", methods=["DELETE"])
 @openapi(
     summary="Cancel a job",
+    operation_id="cancelJob",
     description="An accepted or running job becomes cancelled; a cancelled job is returned "
-    "as it is, so a retried cancel succeeds; a completed or failed job gets 409.",
+    "as it is, so a retried cancel succeeds; a completed or failed job gets 409. The record "
+    "stays readable until it is purged.",
     tags=["jobs"],
     responses={200: JobView, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody},
 )
@@ -201,12 +220,14 @@ def purge_expired_jobs(timer: func.TimerRequest, context: func.Context) -> None:
 
 # Our own routes for the document and the UI: the handlers register_openapi_routes adds
 # name their parameter `_req`, which does not match the `req` binding the host passes.
-@app.route(route="openapi.json", methods=["GET"])
+# The document and the UI are public under every auth level: they hold no data, and Swagger UI
+# must load the document before its Authorize button can send a function key.
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(openapi_json(), mimetype="application/json")
 
 
-@app.route(route="docs", methods=["GET"])
+@app.route(route="docs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def swagger_ui(req: func.HttpRequest) -> func.HttpResponse:
     response: func.HttpResponse = render_swagger_ui(
         title="Queue-backed job API", openapi_url="/api/openapi.json")
@@ -216,14 +237,21 @@ def swagger_ui(req: func.HttpRequest) -> func.HttpResponse:
 @cache
 def openapi_json() -> str:
     """The OpenAPI 3.1 document, read from the app's own functions once."""
-    generated = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app)
+    generated = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app,
+                                 description=API_DESCRIPTION, infer_auth_level=True)
     return json.dumps(complete_document(json.loads(generated)), indent=2)
 
 
-def job_url(request_url: str, job_id: str) -> str:
-    """The absolute status URL of a job, from the URL its submit request came in on."""
+def api_base_url(request_url: str) -> str:
+    """The URL of the route prefix (`https://host/api`) a request to `.../jobs` came in under."""
     parts = urlsplit(request_url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{job_id}"
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path.removesuffix('/' + JOBS_ROUTE)}"
+
+
+def job_url(base_url: str, job_id: str) -> str:
+    """The absolute status URL of a job under the API's base URL."""
+    return f"{base_url}/{JOBS_ROUTE}/{job_id}"
 
 
 def record_response(record: JobRecord) -> func.HttpResponse:
@@ -241,13 +269,17 @@ def json_response(
     return func.HttpResponse(
         model.model_dump_json(exclude_none=True),
         status_code=status,
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={"Content-Type": "application/json", **NO_STORE, **(headers or {})},
     )
 
 
 def error_response(status: int, message: str, error_type: str) -> func.HttpResponse:
-    """An error in the envelope azure-functions-validation uses, spaced as it spaces them."""
+    """An error in the envelope azure-functions-validation uses, spaced as it spaces them.
+
+    A 503 says when to retry; no error is stored by a cache.
+    """
     body = ErrorBody(detail=[ErrorDetail(loc=[], msg=message, type=error_type)])
-    return func.HttpResponse(
-        json.dumps(body.model_dump()), status_code=status,
-        headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **NO_STORE}
+    if status == 503:
+        headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER_SECONDS
+    return func.HttpResponse(json.dumps(body.model_dump()), status_code=status, headers=headers)

@@ -28,12 +28,12 @@ from devhost.invocation import Invoker
 from devhost.queues import QueueOutput, QueueTriggerRunner
 from devhost.routing import Route, Router, compile_template, join_route
 from devhost.settings import (
-    connection_string,
     load_host_json,
     local_http_port,
     message_lease_seconds,
     queue_options,
     route_prefix,
+    storage_connection,
 )
 from devhost.storage import QueueStore
 from devhost.timers import TimerRunner
@@ -134,7 +134,7 @@ def build_host(app: func.FunctionRegister, options: HostOptions, *,
         if spec.trigger.type == "queueTrigger":
             workers.append(QueueTriggerRunner(
                 spec, invoker=invoker, store=store, options=queues, stopping=stopping,
-                connection=connection_string(spec.trigger.get("connection"), environ),
+                connection=storage_connection(spec.trigger.get("connection"), environ),
                 lease_seconds=message_lease_seconds(environ)))
         elif spec.trigger.type == "timerTrigger":
             workers.append(TimerRunner(spec, invoker=invoker, stopping=stopping))
@@ -158,7 +158,7 @@ def _check_connections(spec: FunctionSpec, environ: Mapping[str, str]) -> None:
     # Fail at start-up, not at the first message, when a connection setting is missing.
     for binding in (spec.trigger, *spec.outputs):
         if binding.type in ("queue", "queueTrigger"):
-            connection_string(binding.get("connection"), environ)
+            storage_connection(binding.get("connection"), environ)
 
 
 def _bind(front_door: HttpFrontDoor, address: str, port: int) -> HttpServer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,6 +145,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._write(self.front_door.handle(incoming))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = serve
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # http.server answers any other method (TRACE, QUERY, ...) with 501, a server error the
+        # Functions host never gives: it routes every method, and an undeclared one matches none.
+        if name.startswith("do_"):
+            return self.serve
+        raise AttributeError(name)
 
     def _origin(self) -> str:
         port = cast(HttpServer, self.server).server_port

@@ -28,13 +28,14 @@ from azure.storage.queue import QueueClient, QueueMessage
 from devhost.catalog import Binding, FunctionSpec
 from devhost.errors import MessageDecodeError
 from devhost.invocation import InvocationFailed, Invoker
-from devhost.settings import QueueOptions, connection_string
+from devhost.settings import QueueOptions, storage_connection
 from devhost.storage import (
     QueueStore,
     decode_message,
     encode_message,
     message_bodies,
 )
+from jobs.connection import StorageConnection
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class QueueOutput:
 
     def send(self, binding: Binding, value: Any) -> None:
         """Send `value` (str, bytes, or a list of them) as one message per item."""
-        connection = connection_string(binding.get("connection"), self._environ)
+        connection = storage_connection(binding.get("connection"), self._environ)
         client = self._store.ensure_exists(connection, str(binding.get("queueName")))
         for body in message_bodies(value):
             client.send_message(encode_message(body, self._encoding))
@@ -126,7 +127,7 @@ class QueueTriggerRunner:
     """Polls one function's queue and runs its messages with the host's retry and poison rules."""
 
     def __init__(self, spec: FunctionSpec, *, invoker: Invoker, store: QueueStore,
-                 connection: str, options: QueueOptions, lease_seconds: float,
+                 connection: StorageConnection, options: QueueOptions, lease_seconds: float,
                  stopping: threading.Event) -> None:
         self._spec = spec
         self._invoker = invoker

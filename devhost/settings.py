@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from devhost.errors import SettingsError
+from jobs.connection import MissingSetting, StorageConnection, read_connection
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 DEFAULT_ROUTE_PREFIX = "api"
@@ -122,6 +123,21 @@ def resolve_expression(value: str, environ: Mapping[str, str]) -> str:
         return environ[name]
 
     return _SETTING_EXPR.sub(lookup, value)
+
+
+def storage_connection(setting: str | None, environ: Mapping[str, str]) -> StorageConnection:
+    """Return the storage connection a binding's `connection` setting names.
+
+    A connection string when one is set; otherwise the identity-based settings
+    (`<name>__accountName` or `<name>__queueServiceUri`, ...), read as the host reads them.
+    """
+    name = setting or DEFAULT_CONNECTION
+    if environ.get(name) or environ.get(f"AzureWebJobs{name}"):
+        return StorageConnection(connection_string=connection_string(setting, environ))
+    try:
+        return read_connection(environ, name)
+    except MissingSetting as e:
+        raise SettingsError(str(e)) from e
 
 
 def connection_string(setting: str | None, environ: Mapping[str, str]) -> str:

@@ -17,18 +17,19 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient
 
 from devhost.errors import MessageDecodeError
+from jobs.connection import StorageConnection, service_client
 
 
 class QueueStore:
-    """Queue clients cached per connection string and queue name; safe to share across threads."""
+    """Queue clients cached per connection and queue name; safe to share across threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._services: dict[str, QueueServiceClient] = {}
-        self._queues: dict[tuple[str, str], QueueClient] = {}
-        self._created: set[tuple[str, str]] = set()
+        self._services: dict[StorageConnection, QueueServiceClient] = {}
+        self._queues: dict[tuple[StorageConnection, str], QueueClient] = {}
+        self._created: set[tuple[StorageConnection, str]] = set()
 
-    def queue(self, connection: str, name: str) -> QueueClient:
+    def queue(self, connection: StorageConnection, name: str) -> QueueClient:
         """Return the client for queue `name` on the account `connection` points at."""
         with self._lock:
             key = (connection, name)
@@ -36,7 +37,7 @@ class QueueStore:
                 self._queues[key] = self._service(connection).get_queue_client(name)
             return self._queues[key]
 
-    def ensure_exists(self, connection: str, name: str) -> QueueClient:
+    def ensure_exists(self, connection: StorageConnection, name: str) -> QueueClient:
         """Return the queue's client, creating the queue first if this process has not yet."""
         client = self.queue(connection, name)
         if (connection, name) not in self._created:
@@ -45,16 +46,17 @@ class QueueStore:
                 self._created.add((connection, name))
         return client
 
-    def forget(self, connection: str, name: str) -> None:
+    def forget(self, connection: StorageConnection, name: str) -> None:
         """Forget that the queue exists (it was deleted, or the emulator restarted)."""
         with self._lock:
             self._created.discard((connection, name))
 
-    def _service(self, connection: str) -> QueueServiceClient:
+    def _service(self, connection: StorageConnection) -> QueueServiceClient:
         if connection not in self._services:
             # Storage is local: fail fast and let the callers' own back-off do the waiting.
-            self._services[connection] = QueueServiceClient.from_connection_string(
-                connection,
+            # An identity-based connection signs in with the app's own credential code.
+            self._services[connection] = service_client(
+                QueueServiceClient, connection, "queue",
                 retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=1),
                 connection_timeout=5,
                 read_timeout=30,

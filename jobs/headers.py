@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+#: An Idempotency-Key: 1-255 printable ASCII characters, no space at either end (HTTP drops
+#: those before the app sees the header). The same text in Python and ECMA-262 regexes.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+#: A correlation id the app keeps as given; any other X-Correlation-Id is replaced.
+CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
 
 
 def is_idempotency_key(value: str) -> bool:
-    """An Idempotency-Key is 1-255 printable ASCII characters."""
+    """An Idempotency-Key is 1-255 printable ASCII characters, no space at either end."""
     return _IDEMPOTENCY_KEY.fullmatch(value) is not None
 
 

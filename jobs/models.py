@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,12 +128,16 @@ class JobSubmissionRequest(BaseModel):
     )
 
     job_type: str = Field(description="A registered job type.", examples=["thumbnail"])
-    # Table keys may not hold / \ # ? or control characters, and the id is a key part.
+    # Table keys may not hold / \ # ? or control characters, and the id is a key part. The
+    # OpenAPI document's pattern (customer_id_pattern) also leaves out each character that
+    # _customer_id_text refuses on its own.
     customer_id: str = Field(
         min_length=1,
         max_length=128,
         pattern=r"^[^/\\#?\x00-\x1f\x7f-\x9f]+$",
-        description="1-128 characters, none of / \\ # ? or control characters.",
+        description="1-128 characters: none of / \\ # ? or control characters, no invisible, "
+        "bidirectional-control, private-use or surrogate characters (Unicode categories Cf, "
+        "Zl, Zp, Co, Cs), and in NFKC form: no look-alikes such as fullwidth letters.",
         examples=["cust-123"],
     )
     payload: dict[str, Any] = Field(
@@ -147,6 +154,20 @@ class JobSubmissionRequest(BaseModel):
             raise ValueError(f"unknown job_type {value!r}; known types: {', '.join(known)}")
         return value
 
+    @field_validator("customer_id")
+    @classmethod
+    def _customer_id_text(cls, value: str) -> str:
+        # Each of these would let one customer be stored under several ids that look the same.
+        refused = next((c for c in value if unicodedata.category(c) in REFUSED_CATEGORIES), None)
+        if refused is not None:
+            raise ValueError(f"customer_id must not contain U+{ord(refused):04X} (Unicode "
+                             f"category {unicodedata.category(refused)}): invisible, "
+                             "bidirectional-control, private-use and surrogate characters are "
+                             "refused")
+        if not unicodedata.is_normalized("NFKC", value):
+            raise ValueError("customer_id must be in Unicode NFKC form: look-alike characters "
+                             "such as fullwidth letters or ligatures are refused")
+        return value
 
     @field_validator("payload")
     @classmethod
@@ -169,6 +190,48 @@ def is_job_id(value: str) -> bool:
 
 def _document_job_types(schema: dict[str, Any]) -> None:
     schema["properties"]["job_type"]["enum"] = known_job_types()
+
+
+#: Unicode categories a customer_id may not hold: format characters (Cf: zero-width,
+#: bidirectional controls, the BOM), line and paragraph separators, private use, surrogates.
+REFUSED_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cs"})
+
+
+@cache
+def customer_id_pattern() -> str:
+    """The documented pattern of a customer_id: no character the model refuses on its own.
+
+    That is / \\ # ?, control characters, the refused categories, and each character NFKC
+    changes. Only a sequence that NFKC composes (such as e + U+0301) escapes the pattern.
+    """
+    ranges: list[list[int]] = []
+    for cp in range(sys.maxunicode + 1):
+        # A lone surrogate is no character a regex engine can name (Rust's cannot at all); the
+        # model refuses it all the same.
+        if 0xD800 <= cp <= 0xDFFF or not _refused_alone(chr(cp)):
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    spans = "".join(_class_char(a) if a == b else f"{_class_char(a)}-{_class_char(b)}"
+                    for a, b in ranges)
+    return f"^[^{spans}]+$"
+
+
+def _refused_alone(char: str) -> bool:
+    category = unicodedata.category(char)
+    if char in "/\\#?" or category == "Cc" or category in REFUSED_CATEGORIES:
+        return True
+    return category != "Cn" and unicodedata.normalize("NFKC", char) != char
+
+
+def _class_char(cp: int) -> str:
+    # \uXXXX reads the same in ECMA-262 and Python regexes; past the BMP they share no
+    # escape, so such a character stands as itself (none of them is special in a class).
+    if cp <= 0xFFFF and not (chr(cp).isascii() and chr(cp).isalnum()):
+        return f"\\u{cp:04x}"
+    return chr(cp)
 
 
 class JobAccepted(BaseModel):

@@ -9,22 +9,19 @@ per period is the better design.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from jobs import lifecycle
 from jobs.errors import JobNotFound
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
-from jobs.messages import decode_message
 from jobs.models import JobError, JobRecord, JobStatus
 from jobs.settings import Settings
-from jobs.store import IdempotencyKey, JobStore, Versioned
-from jobs.submission import accepted_record
+from jobs.store import JobStore, Versioned
 
 log = logging.getLogger(__name__)
 # How long a queue message lives by default: an accepted job older than this has lost its
-# message for good, and so has the reservation of a request cut off before its job row.
+# message for good.
 MESSAGE_TIME_TO_LIVE = timedelta(days=7)
 ABANDONED = JobError("abandoned", "the job stopped making progress and was given up")
 
@@ -34,8 +31,10 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
     now = clock()
     sweep_abandoned(store, settings=settings, now=now)
     purged = sum(_purge(store, found) for found in store.expired(now))
-    # Retired keys are left behind by a run cut short; each goes once its job row has gone.
-    for key in store.keys(retired=True):
+    # A run cut short between a job's delete and its key's leaves the key behind. It is
+    # free already (its job is gone); delete it once it is older than any live job's key.
+    for key in store.old_keys(now - settings.retention - settings.abandon_after
+                              - MESSAGE_TIME_TO_LIVE):
         if store.read(key.job_id) is None:
             store.delete_key(key)
     return purged
@@ -44,9 +43,8 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
 def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime) -> None:
     """Fail the jobs that can no longer finish, so that no job stays unfinished forever.
 
-    A running job not updated for `abandon_after` (a live handler reports progress), an
-    accepted job older than a queue message lives, and a key reserved that long ago whose
-    job row was never written.
+    A running job not updated for `abandon_after` (a live handler reports progress), and an
+    accepted job older than a queue message lives.
     """
     running_before = now - settings.abandon_after
     accepted_before = now - MESSAGE_TIME_TO_LIVE
@@ -67,47 +65,20 @@ def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime) -> No
             continue
         if final.applied:
             log.warning("job abandoned", extra=job_fields(final.record))
-    for key in store.keys(created_before=accepted_before):
-        _fail_unwritten(store, key, settings=settings, now=now)
-
-
-def _fail_unwritten(store: JobStore, key: IdempotencyKey, *, settings: Settings,
-                    now: datetime) -> None:
-    """Write a never-written reserved job as failed, so that its key can expire with it."""
-    if store.read(key.job_id) is not None:
-        return
-    record = accepted_record(decode_message(key.message.encode()), key_row=key.row)
-    failed = lifecycle.fail(record, ABANDONED, now=now, retention=settings.retention)
-    if store.insert(failed) is not None:
-        log.warning("reserved job never written; failed", extra=job_fields(failed))
 
 
 def _purge(store: JobStore, found: Versioned) -> bool:
-    """Delete one expired job: retire its key, delete the row as found, then the key.
+    """Delete one expired job as it was found, then its key if the key still names it.
 
-    The key is retired first, so a request that finds the key without its job can tell a
-    purged job (never to be written again) from one whose row is still to be written.
+    The job row goes first: a key whose job row is gone is free, so the next request with
+    it makes a new job, and the key's own delete, on the ETag read before, can never take
+    a key that names that new job.
     """
     record = found.record
-    key = _retire_key(store, record)
+    key = None if record.idempotency_row is None else store.read_key(record.idempotency_row)
     if not store.delete(record.job_id, etag=found.etag):
         return False
-    if key is not None:
+    if key is not None and key.job_id == record.job_id:
         store.delete_key(key)
     log.info("job purged", extra={**job_fields(record), "status": record.status.value})
     return True
-
-
-def _retire_key(store: JobStore, record: JobRecord) -> IdempotencyKey | None:
-    """Retire the job's key while it still names the job; the retired key, if any."""
-    if record.idempotency_row is None:
-        return None
-    while (key := store.read_key(record.idempotency_row)) is not None:
-        if key.job_id != record.job_id:
-            return None
-        if key.retired:
-            return key
-        retired = store.replace_key(key, replace(key, retired=True))
-        if retired is not None:
-            return retired
-    return None

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from jobs.connection import MissingSetting, StorageConnection, read_connection
+
+__all__ = ["InvalidSetting", "MissingSetting", "Settings", "get_settings"]
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # The Functions host lets an app setting override any host.json value under this name.
 MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
 DEFAULT_MAX_DEQUEUE_COUNT = 5
-
-
-class MissingSetting(RuntimeError):
-    """A required app setting is not set."""
+# Ten years: any longer window would push the app's date arithmetic past the year 9999.
+MAX_HOURS = 87_600
 
 
 class InvalidSetting(ValueError):
@@ -29,7 +32,8 @@ class InvalidSetting(ValueError):
 class Settings:
     """Everything the job package reads from its environment."""
 
-    storage_connection: str
+    #: The `AzureWebJobsStorage` connection: a connection string or an identity-based one.
+    storage: StorageConnection
     table_name: str = "jobs"
     artifact_base_url: str = "https://example.invalid"
     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
@@ -38,25 +42,26 @@ class Settings:
     retention: timedelta = timedelta(hours=168)
     #: How long a running job may go without an update before the sweep fails it.
     abandon_after: timedelta = timedelta(hours=24)
-    #: The auth level of every HTTP route: ANONYMOUS or FUNCTION.
-    auth_level: str = "ANONYMOUS"
+    #: The auth level of every HTTP route: FUNCTION (a function key is needed) or ANONYMOUS.
+    auth_level: str = "FUNCTION"
+    #: The public URL the app's `/api` prefix is reached at (behind API Management or Front
+    #: Door); Location and status_url are built on it. None: on the request's own URL.
+    public_base_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the settings from `env`; fail loudly if the storage connection is missing."""
-        connection = env.get("AzureWebJobsStorage")
-        if not connection:
-            raise MissingSetting("AzureWebJobsStorage is not set")
         modules = env.get("JOB_HANDLER_MODULES", "")
         return cls(
-            storage_connection=connection,
+            storage=read_connection(env),
             table_name=env.get("JOBS_TABLE_NAME", "jobs"),
             artifact_base_url=env.get("ARTIFACT_BASE_URL", "https://example.invalid").rstrip("/"),
             max_dequeue_count=_max_dequeue_count(env),
             handler_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             retention=_hours(env, "JOB_RETENTION_HOURS", "168"),
             abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24"),
-            auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "ANONYMOUS")),
+            auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "FUNCTION")),
+            public_base_url=_public_base_url(env.get("JOBS_PUBLIC_BASE_URL", "")),
         )
 
 
@@ -67,14 +72,15 @@ def get_settings() -> Settings:
 
 
 def _hours(env: Mapping[str, str], name: str, default: str) -> timedelta:
-    """A non-negative number of hours, fractions allowed; anything else stops start-up."""
+    """A number of hours, fractions allowed, from 0 to MAX_HOURS; else start-up stops."""
     value = env.get(name, default)
     try:
         hours = float(value)
     except ValueError:
         hours = math.nan
-    if not math.isfinite(hours) or hours < 0:
-        raise InvalidSetting(f"{name} must be a non-negative number of hours, not {value!r}")
+    if not 0 <= hours <= MAX_HOURS:  # also refuses NaN
+        raise InvalidSetting(
+            f"{name} must be a number of hours from 0 to {MAX_HOURS}, not {value!r}")
     return timedelta(hours=hours)
 
 
@@ -83,6 +89,17 @@ def _auth_level(value: str) -> str:
     if level not in {"ANONYMOUS", "FUNCTION"}:
         raise ValueError(f"JOBS_AUTH_LEVEL must be ANONYMOUS or FUNCTION, not {value!r}")
     return level
+
+
+def _public_base_url(value: str) -> str | None:
+    """An absolute http(s) URL without query or fragment, or None when the setting is empty."""
+    if not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise InvalidSetting(f"JOBS_PUBLIC_BASE_URL must be an absolute http(s) URL such as "
+                         f"https://api.example.com, not {value!r}")
+    return value.strip().rstrip("/")
 
 
 def _max_dequeue_count(env: Mapping[str, str]) -> int:

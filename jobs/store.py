@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
+from jobs.connection import StorageConnection, service_client
 from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
 from jobs.settings import get_settings
@@ -51,11 +52,10 @@ Decide = Callable[[JobRecord], JobRecord | None]
 
 @dataclass(frozen=True, kw_only=True)
 class IdempotencyKey:
-    """A client's Idempotency-Key row: which job it made, from which body, with which message.
+    """A client's Idempotency-Key row: which job it names, from which body, with which message.
 
-    It is written before its job row, as a reservation that holds all the job needs. It is
-    only ever changed or deleted on the ETag it was read with. A retired key's job was
-    purged: the key is free, and its job is never written again.
+    It is written only after its job row exists, and only ever changed or deleted on the
+    ETag it was read with. So a key whose job row is gone names a purged job: it is free.
     """
 
     row: str
@@ -63,9 +63,9 @@ class IdempotencyKey:
     fingerprint: str
     message: str
     created_at: datetime
-    #: When the job's message was last queued, by the first request or a replay.
-    sent_at: datetime
-    retired: bool = False
+    #: When a replay last queued the job's message again, and which request did.
+    resent_at: datetime | None = None
+    resent_by: str | None = None
     etag: str = ""
 
 
@@ -86,10 +86,12 @@ class JobStore:
         self._table = table
 
     @classmethod
-    def connect(cls, connection_string: str, table_name: str) -> JobStore:
-        """Connect and create the table if it is missing."""
+    def connect(cls, connection: StorageConnection | str, table_name: str) -> JobStore:
+        """Connect (a str is a connection string) and create the table if it is missing."""
+        if isinstance(connection, str):
+            connection = StorageConnection(connection_string=connection)
         options = {**CLIENT_OPTIONS, **EXTRA_CLIENT_OPTIONS}
-        service = TableServiceClient.from_connection_string(connection_string, **options)
+        service = service_client(TableServiceClient, connection, "table", **options)
         with _storage_errors():
             service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
@@ -118,7 +120,7 @@ class JobStore:
                         extra={"job_id": job_id})
 
     def insert_key(self, key: IdempotencyKey) -> IdempotencyKey | None:
-        """Write a new idempotency-key row; None if the key already has one."""
+        """Write a new idempotency-key row; None if the key has a row already."""
         meta = self._create(_key_entity(key))
         return None if meta is None else replace(key, etag=meta["etag"])
 
@@ -157,12 +159,9 @@ class JobStore:
         )
         return self._query_jobs(query)
 
-    def keys(self, *, created_before: datetime | None = None, retired: bool = False
-             ) -> Iterator[IdempotencyKey]:
-        """Retired key rows, or live ones created before a cutoff."""
-        query = f"RowKey eq '{KEY_ROW_KEY}' and retired eq {str(retired).lower()}"
-        if created_before is not None:
-            query += f" and created_at le datetime'{_odata(created_before)}'"
+    def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
+        """Idempotency-key rows written before a cutoff."""
+        query = f"RowKey eq '{KEY_ROW_KEY}' and created_at le datetime'{_odata(created_before)}'"
         with _storage_errors():
             for entity in self._table.query_entities(query):
                 yield _key(entity)
@@ -199,6 +198,8 @@ class JobStore:
                 meta: dict[str, Any] = self._table.create_entity(entity)
             except ResourceExistsError:
                 return None
+            except ResourceNotFoundError as e:  # the table itself was deleted
+                raise StorageUnavailable("the job table is missing") from e
         return meta
 
     def _get(self, partition_key: str, row_key: str) -> TableEntity | None:
@@ -238,12 +239,16 @@ class JobStore:
 def default_store() -> JobStore:
     """The process's store, built on first use from the settings and reused after."""
     settings = get_settings()
-    return JobStore.connect(settings.storage_connection, settings.table_name)
+    return JobStore.connect(settings.storage, settings.table_name)
 
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
-    """Turn transport failures and server errors into StorageUnavailable."""
+    """Turn transport failures and error answers into StorageUnavailable.
+
+    That includes 401 and 403: a missing role assignment is for an operator to fix, and
+    a client gets 503 meanwhile, not 500.
+    """
     try:
         yield
     except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
@@ -251,9 +256,7 @@ def _storage_errors() -> Iterator[None]:
     except HttpResponseError as e:
         if e.status_code in (400, 413):
             raise RowRejected(f"Table Storage refused the row: {e.reason}") from e
-        if e.status_code is not None and e.status_code < 500:
-            raise
-        raise StorageUnavailable("Table Storage answered with a server error") from e
+        raise StorageUnavailable(f"Table Storage answered {e.status_code} {e.reason}") from e
     except AzureError as e:
         raise StorageUnavailable("Table Storage is unreachable") from e
 
@@ -333,25 +336,26 @@ def _etag(entity: TableEntity) -> str:
 
 
 def _key_entity(key: IdempotencyKey) -> dict[str, Any]:
-    return {
+    entity = {
         "PartitionKey": key.row,
         "RowKey": KEY_ROW_KEY,
         "job_id": key.job_id,
         "fingerprint": key.fingerprint,
         "message": key.message.encode(),
         "created_at": key.created_at,
-        "sent_at": key.sent_at,
-        "retired": key.retired,
+        "resent_at": key.resent_at,
+        "resent_by": key.resent_by,
     }
+    return {name: value for name, value in entity.items() if value is not None}
 
 
 def _key(entity: TableEntity) -> IdempotencyKey:
-    message = bytes(entity["message"]).decode()
     return IdempotencyKey(row=entity["PartitionKey"], job_id=entity["job_id"],
-                          fingerprint=entity["fingerprint"], message=message,
+                          fingerprint=entity["fingerprint"],
+                          message=bytes(entity["message"]).decode(),
                           created_at=_moment(entity["created_at"]),
-                          sent_at=_moment(entity["sent_at"]),
-                          retired=bool(entity["retired"]), etag=_etag(entity))
+                          resent_at=_utc(entity.get("resent_at")),
+                          resent_by=entity.get("resent_by"), etag=_etag(entity))
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:

@@ -1,16 +1,16 @@
 """Accepting a job: write its `accepted` row, then hand back the queue message to send.
 
 With an Idempotency-Key (scoped to the customer), a repeat of the same request answers with
-the first job instead of making a second. The key row is written first, as a reservation
-that holds the job's id, the request's fingerprint and its queue message; the job row comes
-second. Only one request can create a key row, so racing requests make exactly one job.
+the first job instead of making a second. The job row is written first, under a new id;
+then the key row is pointed at it: created, or, if the key names a job that was purged,
+replaced on the ETag it was read with. Only one request can do that, so racing requests
+make exactly one job; each loser deletes the row it wrote, which no client was told of,
+and replays the winner's job.
 
-A request that finds the key but not its job row writes the job row from the reservation:
-the first request is between its two writes, or an outage cut it off there. It can tell
-that from a purged job, because the purge retires the key before it deletes the job, and
-every key change is conditional on the ETag it was decided from. A retired key is free: the
-next request with it makes a new job once the purged job's row is gone, and the purged job
-is never written again.
+A job row is only ever written under a new id, never from a key, so a purged job can never
+come back. And a key is written only after its job row exists, so a key whose job row is
+gone names a purged job: the key is free. That is read from the table, never guessed from
+the clock or the retention setting.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
-from jobs.messages import decode_message, encode_message
+from jobs.messages import encode_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
-from jobs.store import IdempotencyKey, JobStore
+from jobs.store import IdempotencyKey, JobStore, Versioned
 
 log = logging.getLogger(__name__)
 #: A replay queues the message of a still-accepted job again at most this often: the first
@@ -68,83 +68,90 @@ def submit(
                      token=secrets.token_urlsafe(16))
     message = encode_message(job)
     if idempotency_key is None:
-        return Submitted(_insert_unkeyed(store, job), message)
+        record = _insert_job(store, job, key_row=None).record
+        log.info("job accepted", extra=job_fields(record))
+        return Submitted(record, message)
     fresh = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
                            job_id=job.job_id, fingerprint=request_fingerprint(request),
-                           message=message, created_at=now, sent_at=now)
+                           message=message, created_at=now)
     for _ in range(MAX_ROUNDS):
-        submitted = _submit_keyed(store, fresh, now=now)
+        submitted = _submit_keyed(store, job, fresh, now=now)
         if submitted is not None:
             return submitted
     raise StorageUnavailable("the Idempotency-Key row kept changing under this request")
 
 
-def _insert_unkeyed(store: JobStore, job: JobMessage) -> JobRecord:
-    """Write the row of a job without a key; on an unknown outcome, try to take it back."""
-    record = accepted_record(job, key_row=None)
+def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, now: datetime
+                  ) -> Submitted | None:
+    """One round: replay the key's job, or make ours and point the key at it.
+
+    None if the key changed meanwhile: the next round decides again.
+    """
+    key = store.read_key(fresh.row)
+    found = None if key is None else store.read(key.job_id)
+    if key is not None and found is not None:
+        return _replay(store, key, found, fresh=fresh, now=now)
+    written = _insert_job(store, job, key_row=fresh.row)
+    try:
+        ours = _point_key(store, key, fresh)
+    except StorageUnavailable:
+        store.discard(job.job_id)
+        raise
+    if not ours:
+        store.discard(job.job_id)  # never answered: no client knows its id
+        return None
+    log.info("job accepted", extra=job_fields(written.record))
+    return Submitted(written.record, fresh.message)
+
+
+def _insert_job(store: JobStore, job: JobMessage, *, key_row: str | None) -> Versioned:
+    """Write a new job's row; on an unknown outcome, try to take it back, then raise."""
+    record = accepted_record(job, key_row=key_row)
     try:
         # None: a retry of an insert that was applied found the row; the id is new, so ours.
-        store.insert(record)
+        written = store.insert(record) or Versioned(record, "")
     except StorageUnavailable:
         store.discard(record.job_id)
         raise
-    log.info("job accepted", extra=job_fields(record))
-    return record
+    return written
 
 
-def _submit_keyed(store: JobStore, fresh: IdempotencyKey, *, now: datetime
-                  ) -> Submitted | None:
-    """One round: reserve the key, or replay what it holds; None if it changed meanwhile."""
-    key = store.insert_key(fresh)
-    if key is not None:
-        return _write_reserved(store, key, replayed=False)
-    key = store.read_key(fresh.row)
+def _point_key(store: JobStore, key: IdempotencyKey | None, fresh: IdempotencyKey) -> bool:
+    """Create the key row, or replace the free one read; whether it now names our job.
+
+    A write that was applied but answered with an error is retried by the SDK and then
+    meets our own row: the key naming our job id, new to this request, means it held.
+    """
     if key is None:
-        return None
-    found = store.read(key.job_id)
-    if key.retired and found is None:
-        reserved = store.replace_key(key, fresh)
-        return None if reserved is None else _write_reserved(store, reserved, replayed=False)
-    # A retired key whose job is still stored: a purge was cut short; the key names it still.
+        written = store.insert_key(fresh)
+    else:
+        written = store.replace_key(key, fresh)
+    if written is not None:
+        return True
+    now_key = store.read_key(fresh.row)
+    return now_key is not None and now_key.job_id == fresh.job_id
+
+
+def _replay(store: JobStore, key: IdempotencyKey, found: Versioned, *,
+            fresh: IdempotencyKey, now: datetime) -> Submitted:
+    """The key's job again; its message too, while it is accepted, once per interval."""
     if key.fingerprint != fresh.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    if found is None:
-        # Not purged: the purge retires the key first, and this stamp fails if it did since.
-        stamped = store.replace_key(key, replace(key, sent_at=now))
-        return None if stamped is None else _write_reserved(store, stamped, replayed=True)
     resend = None
-    if found.record.status is JobStatus.ACCEPTED and now - key.sent_at >= RESEND_INTERVAL:
-        # The first send may have been lost between the row write and the queue.
-        if store.replace_key(key, replace(key, sent_at=now)) is not None:
+    due = key.resent_at is None or now - key.resent_at >= RESEND_INTERVAL
+    if found.record.status is JobStatus.ACCEPTED and due:
+        # The first send may have been lost between the row write and the queue. The stamp
+        # is conditional, so of racing replays one resends; `resent_by` tells it our own.
+        stamp = replace(key, resent_at=now, resent_by=fresh.job_id)
+        if store.replace_key(key, stamp) is not None or _stamped_by(store, stamp):
             resend = key.message
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
 
 
-def _write_reserved(store: JobStore, key: IdempotencyKey, *, replayed: bool
-                    ) -> Submitted | None:
-    """Write the job row a live key reserves, and answer with it and its message.
-
-    None if the job is gone, or if the key stopped naming it while the row was written:
-    a purge may have retired the key between our read and our write, so the row we wrote
-    is taken back.
-    """
-    record = accepted_record(decode_message(key.message.encode()), key_row=key.row)
-    written = store.insert(record)
-    now_key = store.read_key(key.row)
-    if now_key is None or now_key.retired or now_key.job_id != key.job_id:
-        if written is not None:
-            store.delete(record.job_id, etag=written.etag)
-        return None
-    if written is None:  # another request wrote it first, or our own retried insert did
-        found = store.read(record.job_id)
-        if found is None:
-            return None
-        record = found.record
-    else:
-        log.info("job accepted", extra=job_fields(record))
-    message = key.message if record.status is JobStatus.ACCEPTED else None
-    return Submitted(record, message, replayed=replayed)
+def _stamped_by(store: JobStore, stamp: IdempotencyKey) -> bool:
+    now_key = store.read_key(stamp.row)
+    return now_key is not None and now_key.resent_by == stamp.resent_by
 
 
 def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:

@@ -233,8 +233,10 @@ def fail_poisoned(
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
 
     def decide(record: JobRecord) -> JobRecord | None:
-        if record.token != message.token or record.status.terminal:
+        if record.token != message.token:
             return None
+        if record.status.terminal:  # by our own write, if it was applied but answered 5xx
+            return record if record.error == error else None
         return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
 
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):

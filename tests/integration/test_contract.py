@@ -42,16 +42,17 @@ def test_idempotency_repeat_replays_same_job_and_resends_once_per_interval(
     start = utcnow()
     monkeypatch.setattr(function_app, "clock", lambda: start)
     first, first_out = submit(functions, **keyed("order-1"))
-    again, again_out = submit(functions, **keyed("order-1"))
-    assert first.status_code == again.status_code == 202
-    assert response_json(again) == response_json(first)
-    assert again.headers["Idempotent-Replayed"] == "true"
+    replays = [submit(functions, **keyed("order-1")) for _ in range(3)]
+    assert first.status_code == 202 and {r.status_code for r, _ in replays} == {202}
+    assert all(response_json(r) == response_json(first) for r, _ in replays)
+    assert all(r.headers["Idempotent-Replayed"] == "true" for r, _ in replays)
     assert "Idempotent-Replayed" not in first.headers
-    assert again_out.get() is None  # the first request's send is recent
+    # The first send may have been lost (the host queues it after the function returns):
+    # the first replay sends it again, and none within the interval after that.
+    assert [out.get() for _, out in replays] == [first_out.get(), None, None]
     later = start + RESEND_INTERVAL
     monkeypatch.setattr(function_app, "clock", lambda: later)
     resent = [submit(functions, **keyed("order-1"))[1].get() for _ in range(3)]
-    # The first send may have been lost: resent once, and not again within the interval.
     assert resent == [first_out.get(), None, None]
     assert len(job_rows(table)) == 1
 
@@ -108,26 +109,23 @@ def test_idempotency_racing_requests_create_exactly_one_job(
     assert len(job_rows(table)) == 5
 
 
-def test_idempotency_retry_after_an_outage_between_the_writes_finishes_the_job(
+def test_idempotency_outage_between_the_writes_leaves_nothing_and_the_retry_makes_the_job(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jobs.errors import StorageUnavailable
     from jobs.store import JobStore
 
-    real_insert = JobStore.insert
-
-    def outage(self: JobStore, record: Any) -> Any:
+    def outage(self: JobStore, key: Any) -> Any:
         raise StorageUnavailable("Table Storage is unreachable")
 
-    monkeypatch.setattr(JobStore, "insert", outage)
-    cut_off, cut_off_out = submit(functions, **keyed("cut-off"))
+    with monkeypatch.context() as patch:
+        patch.setattr(JobStore, "insert_key", outage)
+        cut_off, cut_off_out = submit(functions, **keyed("cut-off"))
     assert cut_off.status_code == 503 and cut_off_out.get() is None
-    assert [r["RowKey"] for r in rows(table)] == ["key"]  # only the reservation
-    monkeypatch.setattr(JobStore, "insert", real_insert)
+    assert rows(table) == []  # the job row written before the key was taken back
     retry, retry_out = submit(functions, **keyed("cut-off"))
-    assert retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.status_code == 202 and "Idempotent-Replayed" not in retry.headers
     job_id = response_json(retry)["job_id"]
-    assert json.loads(retry_out.get() or "")["job_id"] == job_id
     functions["process_job"](queue_message(retry_out.get() or ""))
     assert status(functions, job_id)[1]["status"] == "completed"
     assert len(job_rows(table)) == 1
@@ -354,24 +352,26 @@ def test_purge_timer_deletes_jobs_past_a_zero_hour_retention(
     assert status(functions, response_json(waiting)["job_id"])[0] == 200
 
 
-def test_sweep_fails_a_reservation_whose_job_was_never_written(
+def test_purge_removes_a_key_left_behind_once_it_is_older_than_any_live_job(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jobs.errors import StorageUnavailable
     from jobs.store import JobStore
 
-    def outage(self: JobStore, record: Any) -> Any:
+    _, out = submit(functions, **keyed("left-behind"))
+    functions["process_job"](queue_message(out.get() or ""))
+
+    def outage(self: JobStore, key: Any) -> Any:
         raise StorageUnavailable("Table Storage is unreachable")
 
     with monkeypatch.context() as patch:
-        patch.setattr(JobStore, "insert", outage)
-        assert submit(functions, **keyed("abandoned"))[0].status_code == 503
-    assert [r["RowKey"] for r in rows(table)] == ["key"]
-    assert purge_days_from_now(6) == 0 and len(rows(table)) == 1
-    purge_days_from_now(8)
-    job = next(r for r in rows(table) if r["RowKey"] == "job")
-    assert job["status"] == "failed" and job["error_code"] == "abandoned"
-    purge_days_from_now(16)  # then it expires like any finished job, key and all
+        patch.setattr(JobStore, "delete_key", outage)
+        with pytest.raises(StorageUnavailable):
+            purge_days_from_now(8)
+    assert [r["RowKey"] for r in rows(table)] == ["key"]  # free already: its job is gone
+    purge_days_from_now(14)  # not older than 7 + 7 days + 24 hours yet
+    assert len(rows(table)) == 1
+    purge_days_from_now(16)
     assert rows(table) == []
 
 

@@ -1,9 +1,10 @@
-"""Regression tests for the seven ways a review broke the README's promises under faults.
+"""Regression tests for the ways reviews broke the README's promises under faults.
 
+First the seven findings of the first review, then what a second review's scripts broke.
 Each drives its interleaving exactly, through the storage transport (tests/support/faults.py):
 a hook runs another client's whole request just before a chosen storage request, or a
 request fails before it is sent, or is applied and then answered 500 so that the SDK
-resends it. No sleeps. Each failed on the code before the fix.
+resends it. No sleeps. Each failed on the code before its fix.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from azure.data.tables import TableClient
 from jobs.errors import JobFailed, StorageUnavailable
 from jobs.models import JobMessage
 from tests.support.faults import ScriptedTransport, on
-from tests.support.functions import Timer, queue_message, response_json
-from tests.support.jobs_api import EXAMPLE, Functions, cancel, rows, status, submit
+from tests.support.functions import Timer, get, queue_message, response_json
+from tests.support.jobs_api import EXAMPLE, URL, Functions, cancel, rows, status, submit
 
 Register = Callable[..., None]
 
@@ -224,7 +225,7 @@ def test_finding_5_replays_resend_at_most_once_per_interval(
     at(0)
     _, first = submit(functions, **keyed("k5"))
     sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
-    assert [s for s in sent if s is not None] == []
+    assert [s for s in sent if s is not None] == [first.get()]
     at(1)  # a day later, still accepted: one resend, then none again
     sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
     assert [s for s in sent if s is not None] == [first.get()]
@@ -272,7 +273,7 @@ def test_unkeyed_insert_applied_but_unanswered_leaves_no_row(
     assert rows(table) == []
 
 
-def test_a_purge_cut_short_after_retiring_the_key_still_replays_the_stored_job(
+def test_a_purge_cut_short_before_the_job_delete_still_replays_the_stored_job(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
     at: Callable[[float], None],
 ) -> None:
@@ -289,3 +290,110 @@ def test_a_purge_cut_short_after_retiring_the_key_still_replays_the_stored_job(
     assert rows(table) == []
     fresh, _ = submit(functions, **keyed("cut-short"))
     assert response_json(fresh)["job_id"] != first_id
+
+
+# --- the second review --------------------------------------------------------------------
+
+def test_overlapping_timer_runs_never_bring_a_purged_job_back(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None],
+) -> None:
+    first, out = submit(functions, **keyed("overlap"))
+    first_id = response_json(first)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    at(16)  # expired, and its key older than the leftover-key cutoff too
+    # Run B does its whole run just before run A's first read of a job row.
+    transport.add(lambda r: r.method == "GET" and "RowKey='job'" in r.url, "run",
+                  hook=lambda: purge(functions))
+    purge(functions)
+    assert status(functions, first_id)[0] == 404 and rows(table) == []
+    again, _ = submit(functions, **keyed("overlap"))
+    assert response_json(again)["job_id"] != first_id and len(job_ids(table)) == 1
+
+
+def test_a_submit_outrun_by_its_replay_worker_and_purge_never_revives_the_job(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    retention: Callable[[float], None],
+) -> None:
+    retention(0)
+    seen: dict[str, Any] = {}
+
+    def replay_run_and_purge() -> None:
+        response, out = submit(functions, **keyed("outrun"))
+        seen["id"], seen["message"] = response_json(response)["job_id"], out.get()
+        functions["process_job"](queue_message(out.get() or "", message_id="m1"))
+        purge(functions)
+        # and the first request's cleanup, if it needs one, is refused
+        transport.add(on("DELETE", "job"), "refuse", times=3)
+
+    transport.add(on("POST", "job"), "run", hook=replay_run_and_purge)
+    first, _ = submit(functions, **keyed("outrun"))
+    assert first.status_code == 202 and response_json(first)["job_id"] != seen["id"]
+    functions["process_job"](queue_message(seen["message"], message_id="m1", dequeue_count=2))
+    assert status(functions, seen["id"])[0] == 404  # purged, and it stays so
+    assert len(job_ids(table)) == 1
+
+
+def test_racing_replays_resend_once(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None],
+) -> None:
+    at(0)
+    _, first = submit(functions, **keyed("racing"))
+    sent: list[str | None] = []
+    # P3 runs to its end just before P2 stamps the key: both decided a resend was due.
+    transport.add(on("PUT", "key"), "run",
+                  hook=lambda: sent.append(submit(functions, **keyed("racing"))[1].get()))
+    sent.append(submit(functions, **keyed("racing"))[1].get())
+    assert [s for s in sent if s is not None] == [first.get()]
+
+
+def test_a_resend_stamp_applied_but_answered_500_still_resends(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    at: Callable[[float], None],
+) -> None:
+    at(0)
+    _, first = submit(functions, **keyed("stamp"))
+    transport.add(on("PUT", "key"), "lose_answer")
+    assert submit(functions, **keyed("stamp"))[1].get() == first.get()
+
+
+def test_a_first_key_insert_applied_but_answered_500_is_not_a_replay(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    transport.add(on("POST", "key"), "lose_answer")
+    response, out = submit(functions, **keyed("own-insert"))
+    assert response.status_code == 202 and "Idempotent-Replayed" not in response.headers
+    assert json.loads(out.get() or "")["job_id"] == response_json(response)["job_id"]
+    assert len(job_ids(table)) == 1
+
+
+def test_a_poison_write_applied_but_answered_500_counts_as_done(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions)
+    transport.add(on("PATCH", "job"), "lose_answer")
+    functions["fail_poisoned_job"](queue_message(out.get() or ""))
+    assert "job failed: poisoned" in [r.getMessage() for r in caplog.records]
+    assert status(functions, response_json(response)["job_id"])[1]["error"]["code"] == "poisoned"
+
+
+def test_a_post_after_the_table_was_deleted_is_503(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    submit(functions)  # the store is built, and made the table once
+    table.delete_table()
+    for headers in ({}, keyed("gone")):
+        response, out = submit(functions, **headers)
+        assert response.status_code == 503 and out.get() is None
+
+
+def test_storage_refusing_access_is_503_not_500(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    job_id = response_json(submit(functions)[0])["job_id"]
+    transport.add(lambda r: r.method == "GET", "lose_answer", status=403)  # a missing role
+    response = functions["get_job_status"](get(f"{URL}/{job_id}", job_id=job_id))
+    assert response.status_code == 503 and response.headers["Retry-After"]

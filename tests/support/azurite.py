@@ -35,6 +35,8 @@ class Azurite:
     queue_port: int = field(default_factory=free_port)
     table_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: More command-line options, e.g. `--oauth basic --cert ... --key ...`.
+    extra_args: tuple[str, ...] = ()
 
     @property
     def connection_string(self) -> str:
@@ -63,6 +65,7 @@ class Azurite:
             args.append("--inMemoryPersistence")
         else:
             args += ["--location", str(self.location)]
+        args += self.extra_args
         self.process = subprocess.Popen(  # noqa: S603 - fixed local binary
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
             start_new_session=True,

@@ -5,7 +5,8 @@ otherwise. A rule matches a request by a predicate and acts once, or a given num
 times:
 - `run`: call a function just before the request is sent (another client's whole request)
 - `refuse`: fail before sending, as a refused connection does
-- `lose_answer`: send it, so storage applies it, then answer 500 OperationTimedOut
+- `lose_answer`: send it, so storage applies it, then answer 500 OperationTimedOut (or
+  another `status`)
 The SDK's own retry policy then resends as it would against Azure.
 """
 
@@ -28,6 +29,7 @@ class Rule:
     action: str
     times: int = 1
     hook: Callable[[], None] | None = None
+    status: int = 500
 
 
 class ScriptedTransport(HttpTransport):  # type: ignore[misc]
@@ -38,8 +40,8 @@ class ScriptedTransport(HttpTransport):  # type: ignore[misc]
         self.rules: list[Rule] = []
 
     def add(self, matches: Predicate, action: str, *, times: int = 1,
-            hook: Callable[[], None] | None = None) -> None:
-        self.rules.append(Rule(matches, action, times, hook))
+            hook: Callable[[], None] | None = None, status: int = 500) -> None:
+        self.rules.append(Rule(matches, action, times, hook, status))
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         rule = next((r for r in self.rules if r.times > 0 and r.matches(request)), None)
@@ -53,7 +55,7 @@ class ScriptedTransport(HttpTransport):  # type: ignore[misc]
         if rule.action == "refuse":
             raise ServiceRequestError("connection refused (scripted)")
         response = self.inner.send(request, **kwargs)
-        response.status_code, response.reason = 500, "Operation could not be completed"
+        response.status_code, response.reason = rule.status, "Operation could not be completed"
         return response
 
     def open(self) -> None:

@@ -44,7 +44,7 @@ def test_logs_json_line_has_message_context_and_extra_fields() -> None:
     assert "\n" not in JsonFormatter().format(record)
 
 
-def _http_auth_levels(level: str | None) -> set[str]:
+def _http_auth_levels(level: str | None) -> dict[str, str]:
     env = {**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     env.pop("JOBS_AUTH_LEVEL", None)
     if level is not None:
@@ -52,17 +52,29 @@ def _http_auth_levels(level: str | None) -> set[str]:
     script = (
         "import json, function_app as f\n"
         "built = [b.build(f.app.auth_level) for b in f.app._function_builders]\n"
-        "print(json.dumps(sorted({b['authLevel'] for fn in built for b in "
-        "json.loads(fn.get_function_json())['bindings'] if b['type'] == 'httpTrigger'})))\n"
+        "print(json.dumps({fn.get_function_name(): b['authLevel'] for fn in built for b in "
+        "json.loads(fn.get_function_json())['bindings'] if b['type'] == 'httpTrigger'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
-    return set(json.loads(out))
+    levels: dict[str, str] = json.loads(out)
+    return levels
 
 
-def test_auth_level_defaults_to_anonymous_on_every_route() -> None:
-    assert _http_auth_levels(None) == {"ANONYMOUS"}
+JOB_ROUTES = {"submit_job", "get_job_status", "cancel_job"}
+DOC_ROUTES = {"openapi_document", "swagger_ui"}
 
 
-def test_auth_level_function_applies_to_every_route_and_the_docs() -> None:
-    assert _http_auth_levels("FUNCTION") == {"FUNCTION"}
+def test_auth_level_defaults_to_function_on_every_job_route() -> None:
+    levels = _http_auth_levels(None)
+    assert set(levels) == JOB_ROUTES | DOC_ROUTES
+    assert {levels[name] for name in JOB_ROUTES} == {"FUNCTION"}
+
+
+def test_auth_level_anonymous_opens_every_job_route() -> None:
+    levels = _http_auth_levels("ANONYMOUS")
+    assert {levels[name] for name in JOB_ROUTES} == {"ANONYMOUS"}
+
+
+def test_auth_level_leaves_the_document_and_ui_public_so_swagger_ui_can_load() -> None:
+    assert {_http_auth_levels(None)[name] for name in DOC_ROUTES} == {"ANONYMOUS"}
