@@ -38,7 +38,7 @@ from jobs.errors import JobFailed
 from jobs.models import JobMessage
 from tests.explore import faults
 from tests.explore.checker import TERMINAL, Checker, PurgeRun, Row
-from tests.explore.host import MAIN, Clock, Message, Queues
+from tests.explore.host import MAIN, START, Clock, Message, Queues
 from tests.support.functions import CapturingOut, Timer, get, post_json, queue_message
 
 JOB_TYPE = "explore"
@@ -135,7 +135,7 @@ class JobExplorer(RuleBasedStateMachine):
         self.customer = f"explore-{uuid.uuid4().hex[:10]}"
         self.broken = False
         self.purge: PurgeRun | None = None
-        self.run.clock.now = self.run.clock.now.replace(year=2026, month=1, day=1)
+        self.run.clock.now = START
         self.settings = self.run.base_settings
         self.run.app.settings = self.settings
         self.run.transport.result_writes.clear()
@@ -171,11 +171,11 @@ class JobExplorer(RuleBasedStateMachine):
                 break
         return multiple(*accepted)
 
-    @rule(job=jobs)
+    @rule(job=jobs, plan=fault_plans)
     @step
-    def get_status(self, job: str) -> None:
-        with self.faults({}):
-            response = self.run.functions["get_job_status"](get(f"{URL}/{job}", job_id=job))
+    def get_status(self, job: str, plan: dict[int, str]) -> None:
+        with self.faults(plan):
+            response = self.call_http("get_job_status", get(f"{URL}/{job}", job_id=job))
         self.observe("get", f"job={job[:8]}", response, job)
 
     @rule(job=jobs, plans=st.lists(fault_plans, min_size=1, max_size=3))
