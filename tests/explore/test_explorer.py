@@ -1,4 +1,13 @@
-"""Run the fault explorer (machine.py) against Azurite with the app's own functions."""
+"""Run the fault explorer (machine.py) against Azurite with the app's own functions.
+
+    make test                          # 200 examples (EXPLORE_PROFILE=ci)
+    make explore                       # 5,000 examples (EXPLORE_PROFILE=deep), a summary table
+    SEED=123 make explore              # the same run again
+    EXPLORE_EXAMPLES=20 pytest tests/explore   # a quick look
+
+A broken guarantee fails the test with the shrunk schedule Hypothesis prints (a replayable
+`state = JobExplorer()` program), the seed, and the history of what clients saw.
+"""
 
 from __future__ import annotations
 
