@@ -242,7 +242,7 @@ class JobExplorer(RuleBasedStateMachine):
                             f"abandon_after={abandon_after}")
 
     @rule(target=jobs, first=st.sampled_from(OVERLAPPING), second=st.sampled_from(OVERLAPPING),
-          key=st.none() | keys, job=st.none() | jobs, at=st.integers(0, 6), after=st.booleans(),
+          key=st.none() | keys, job=st.none() | jobs, at=st.integers(0, 4), after=st.booleans(),
           plan=fault_plans, script=st.lists(st.sampled_from(BEHAVIOURS), max_size=2),
           data=st.data())
     @step
