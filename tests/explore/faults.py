@@ -140,5 +140,7 @@ def _turn_into_error(response: Any, status: int, reason: str, code: str, message
     response.reason = reason
     response.headers["x-ms-error-code"] = code
     response.headers["Content-Type"] = "application/json;odata=minimalmetadata"
+    # The SDK's response has read the body already and keeps it; so does requests'.
+    response._content = body.encode()
     response.internal_response.status_code = status
     response.internal_response._content = body.encode()
