@@ -25,7 +25,8 @@ from tests.support.azurite import ACCOUNT_KEY, Azurite
 ROOT = Path(__file__).resolve().parents[2]
 MAX_DEQUEUE = 5
 HOST_JSON = {"extensions": {"queues": {
-    "maxPollingInterval": 200, "visibilityTimeout": "00:00:01", "maxDequeueCount": MAX_DEQUEUE,
+    "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
+    "maxDequeueCount": MAX_DEQUEUE,
     "batchSize": 16, "newBatchThreshold": 8,
 }}}
 REPORT_DIR = ROOT / "build" / "reliability"
