@@ -1,4 +1,8 @@
-"""Route templates and matching, kept pure: a path either matches, matches another method, or not.
+"""Route templates and matching, kept pure: a path and method either match a route or not.
+
+Each route carries its methods as a constraint, as WebScriptHostHttpRoutesManager
+(Azure/azure-functions-host) maps it with an HttpMethodRouteConstraint: a request whose method
+a function does not declare matches no route, so the answer is 404 with no Allow header.
 
 Templates follow the ASP.NET syntax the Functions host uses: `{name}`, optional `{name?}`
 as the last segment, catch-all `{*name}`, and the constraints `int`, `long`, `guid`, `alpha`
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import unquote
 
@@ -60,7 +64,8 @@ class RouteTemplate:
         found = self.pattern.fullmatch(_normalise(path))
         if found is None:
             return None
-        params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
+        # The path is already decoded (all but %2F), as ASP.NET routing sees it.
+        params = {k: v for k, v in found.groupdict().items() if v is not None}
         for name, names in self.constraints.items():
             if name in params and not all(CONSTRAINTS[c](params[name]) for c in names):
                 return None
@@ -93,14 +98,6 @@ class NotFound:
     """No template matches the path: 404."""
 
     status: int = 404
-
-
-@dataclass(frozen=True)
-class MethodNotAllowed:
-    """A template matches the path but none accepts the method: 405."""
-
-    allowed: frozenset[str] = field(default_factory=frozenset)
-    status: int = 405
 
 
 def compile_template(text: str) -> RouteTemplate:
@@ -176,7 +173,7 @@ def _normalise(path: str) -> str:
 
 
 class Router(Generic[T]):
-    """Routes ordered by precedence; `resolve` decides match, 404 or 405 without side effects."""
+    """Routes ordered by precedence; `resolve` decides match or 404 without side effects."""
 
     def __init__(self, routes: Iterable[Route[T]]) -> None:
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
@@ -186,16 +183,34 @@ class Router(Generic[T]):
         """The routes in the order they are tried."""
         return list(self._routes)
 
-    def resolve(self, method: str, path: str) -> Matched[T] | NotFound | MethodNotAllowed:
-        """Find the route for `method` and `path` (the path without its query string)."""
-        allowed: set[str] = set()
-        path_matched = False
+    def resolve(self, method: str, path: str) -> Matched[T] | NotFound:
+        """Find the route for `method` and `path` (the decoded path, without a query string)."""
         for route in self._routes:
+            if not route.allows(method):
+                continue  # the method constraint fails: this route does not match
             params = route.template.match(path)
-            if params is None:
-                continue
-            if route.allows(method):
+            if params is not None:
                 return Matched(route.target, params)
-            path_matched = True
-            allowed.update(route.methods or ())
-        return MethodNotAllowed(frozenset(allowed)) if path_matched else NotFound()
+        return NotFound()
+
+
+def decode_path(raw_path: str) -> str:
+    """Percent-decode a request path as ASP.NET does, except `%2F`, which stays encoded."""
+    parts = re.split(r"(%2[Ff])", raw_path)
+    return "".join(p.upper() if re.fullmatch(r"%2[Ff]", p) else unquote(p) for p in parts)
+
+
+def route_problem(route: str) -> str | None:
+    """Why the host refuses a function's route, or None (ScriptHost.ValidateHttpFunction)."""
+    if route.strip("/").lower().startswith(("admin", "runtime")):
+        return "The specified route conflicts with one or more built in routes."
+    return None
+
+
+def routes_conflict(route: str, methods: frozenset[str] | None, other_route: str,
+                    other_methods: frozenset[str] | None) -> bool:
+    """Two functions conflict on the same route (ignoring case and slashes) with shared methods,
+    or when either accepts every method (ScriptHost.HttpRoutesConflict)."""
+    if route.strip("/").lower() != other_route.strip("/").lower():
+        return False
+    return not methods or not other_methods or bool(methods & other_methods)
