@@ -2,8 +2,9 @@
 
     python -m bench            (make bench)
 
-In-process figures first, on one private Azurite; then the end-to-end runs, each on a fresh
-Azurite and a fresh local host. Nothing here asserts on speed: it measures and reports.
+In-process figures first, on one private Azurite; then the end-to-end runs and the idle
+latency, each on a fresh Azurite and a fresh local host. Nothing here asserts on speed: it
+measures and reports.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import endtoend, inprocess, machine, report
+from bench import endtoend, idle, inprocess, machine, report
 from tests.support.azurite import Azurite
 
 SAMPLES = 400
@@ -30,7 +31,8 @@ def main() -> None:
         "machine": machine.describe(),
         "settings": {"samples": SAMPLES, "warmup": WARMUP, "naive_samples": NAIVE_SAMPLES,
                      "transaction_batch": TRANSACTION_BATCH, "sizes": list(SIZES),
-                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON},
+                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON,
+                     "worker": endtoend.worker_setup(endtoend.ENV)},
     }
     print(f"machine: {results['machine']}", flush=True)
     results |= in_process()
@@ -41,6 +43,8 @@ def main() -> None:
         run = endtoend.run(size)
         samples[size] = run.pop("samples_ms")
         results["end_to_end"][str(size)] = run
+    print(f"idle latency: {idle.JOBS} single jobs {idle.GAP_SECONDS:.0f} s apart ...", flush=True)
+    results["idle"] = idle.run()
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
     print(report.write(results, samples))
     print(f"wrote {report.HERE}/results.json, results.md and latency.png")

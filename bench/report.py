@@ -43,6 +43,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         _reuse_table(results["client_reuse"]),
         _transactions_table(results["transactions"]),
         _end_to_end_table(results["end_to_end"], results["settings"]),
+        _idle_table(results["idle"]),
     ]
     return "\n".join(parts)
 
@@ -130,13 +131,27 @@ def _end_to_end_table(runs: Mapping[str, Any], settings: Mapping[str, Any]) -> s
     header = ["jobs", "submit req/s", "submit p50 / p95 / p99 ms", "jobs/s completed",
               "202 to completed p50 / p95 ms", "host peak RSS MiB",
               "CPU s host / Azurite", "listen overflows / client retries"]
+    worker = settings["worker"]
     return (f"## End to end through the local host ({settings['clients']} concurrent HTTP "
-            f"clients, thumbnail jobs, host.json override {json.dumps(settings['host_json'])})"
+            f"clients, thumbnail jobs, host.json override {json.dumps(settings['host_json'])}, "
+            f"{worker['processes']} worker process of {worker['threads']} threads)"
             "\n\n" + _table(header, rows)
             + "\njobs/s runs from the first submit to the last `completed_at`. A listen "
             "overflow is a connection the host's listen queue refused; the client's kernel "
             "retries it a second later, which is the one-second step in the submit tail; a "
             "client retry is a POST sent again after its connection was reset.\n")
+
+
+def _idle_table(idle: Mapping[str, Any]) -> str:
+    done = idle["accepted_to_completed"]
+    verdict = "ok" if idle["within_target"] else "above"
+    rows = [[idle["jobs"], idle["gap_seconds"], f"**{done['p50_ms']:.0f}**",
+             f"{done['p95_ms']:.0f}", f"{verdict} (p50 <= {idle['target_p50_ms']:.0f} ms)"]]
+    return ("## Idle latency: single jobs through the local host, enqueue notification on\n\n"
+            + _table(["jobs", "seconds apart", "202 to completed p50 ms", "p95 ms", "target"],
+                     rows)
+            + "\nEach job is submitted alone after the poller has backed off; the host's "
+            "enqueue notification wakes it when submit_job's queue output adds the message.\n")
 
 
 def plot(samples: Mapping[int, Mapping[str, list[float]]], path: Path, *, subtitle: str,
