@@ -140,9 +140,12 @@ def test_router_path_match_with_wrong_method_falls_through_to_a_later_route() ->
     assert routes.resolve("GET", "/api/jobs/stats") == Matched("by_id", {"id": "stats"})
 
 
+# WebJobsRouteBuilder.Build (azure-webjobs-sdk-extensions) sorts the function routes with its
+# RouteComparison before they go into the RouteCollection, which takes the first match.
+
+
 def test_router_longer_specific_template_beats_catch_all() -> None:
-    # ASP.NET route precedence (RoutePrecedence.ComputeInbound): literal segments before
-    # parameters, and a catch-all last, whatever order the functions were declared in.
+    # Segment by segment: a literal before a parameter (a catch-all is a parameter).
     routes = router(("files/{*rest}", ["GET"], "any"), ("files/special/{name}", ["GET"], "special"))
     assert routes.resolve("GET", "/files/special/x") == Matched("special", {"name": "x"})
     assert routes.resolve("GET", "/files/other/x") == Matched("any", {"rest": "other/x"})
@@ -169,3 +172,25 @@ def test_routes_conflict_on_the_same_route_with_shared_methods() -> None:
     assert routes_conflict("jobs", None, "jobs", post)
     assert not routes_conflict("jobs", get, "jobs", post)
     assert not routes_conflict("jobs", get, "jobs/{id}", get)
+
+
+def test_router_longer_template_is_tried_before_the_shorter_one_it_extends() -> None:
+    # RouteComparison puts x first when y runs out of segments: an optional last parameter
+    # makes the longer template match the shorter path too, and it wins.
+    routes = router(("n/{a}", ["GET"], "short"), ("n/{a}/{b?}", ["GET"], "long"))
+    assert routes.resolve("GET", "/n/1") == Matched("long", {"a": "1"})
+    assert routes.resolve("GET", "/n/1/2") == Matched("long", {"a": "1", "b": "2"})
+
+
+def test_router_parameter_with_more_constraints_is_tried_first() -> None:
+    routes = router(("v/{x:int}", ["GET"], "one"), ("v/{x:int:bool}", ["GET"], "two"),
+                    ("v/{x}", ["GET"], "none"))
+    assert [r.target for r in routes.routes] == ["two", "one", "none"]
+
+
+def test_router_order_does_not_depend_on_declaration_order() -> None:
+    declared = [("api/{*all}", None, "catch"), ("api/jobs/{id}", ["GET"], "job"),
+                ("api/jobs/stats", ["GET"], "stats"), ("api/jobs", ["POST"], "submit")]
+    forward = [r.target for r in router(*declared).routes]
+    backward = [r.target for r in router(*reversed(declared)).routes]
+    assert forward == backward == ["stats", "job", "submit", "catch"]
