@@ -20,7 +20,8 @@ SAMPLES = 400
 WARMUP = 40
 NAIVE_SAMPLES = 300
 TRANSACTION_BATCH = 16
-SIZES = (200, 2000)
+# (jobs, PYTHON_THREADPOOL_THREAD_COUNT): None is the worker's default, min(32, cpu + 4).
+RUNS: tuple[tuple[int, int | None], ...] = ((200, None), (2000, None), (2000, 24))
 
 
 def main() -> None:
@@ -30,19 +31,20 @@ def main() -> None:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "settings": {"samples": SAMPLES, "warmup": WARMUP, "naive_samples": NAIVE_SAMPLES,
-                     "transaction_batch": TRANSACTION_BATCH, "sizes": list(SIZES),
+                     "transaction_batch": TRANSACTION_BATCH, "runs": [list(r) for r in RUNS],
                      "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON,
                      "worker": endtoend.worker_setup(endtoend.ENV)},
     }
     print(f"machine: {results['machine']}", flush=True)
     results |= in_process()
-    samples: dict[int, dict[str, list[float]]] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
     results["end_to_end"] = {}
-    for size in SIZES:
-        print(f"end to end: {size} jobs through the local host ...", flush=True)
-        run = endtoend.run(size)
-        samples[size] = run.pop("samples_ms")
-        results["end_to_end"][str(size)] = run
+    for size, threads in RUNS:
+        label = str(size) if threads is None else f"{size}, {threads} threads"
+        print(f"end to end: {label} through the local host ...", flush=True)
+        run = endtoend.run(size, threads=threads)
+        samples[label] = run.pop("samples_ms")
+        results["end_to_end"][label] = run
     print(f"idle latency: {idle.JOBS} single jobs {idle.GAP_SECONDS:.0f} s apart ...", flush=True)
     results["idle"] = idle.run()
     results["runtime_seconds"] = round(time.monotonic() - started, 1)

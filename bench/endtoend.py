@@ -57,16 +57,21 @@ class Submitted:
         return self.answered - self.started
 
 
-def run(size: int) -> dict[str, Any]:
-    """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run."""
+def run(size: int, *, threads: int | None = None) -> dict[str, Any]:
+    """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run.
+
+    `threads` sets PYTHON_THREADPOOL_THREAD_COUNT; None keeps the worker's default.
+    """
     azurite = Azurite()
     azurite.start()
     try:
         env = {**ENV, "AzureWebJobsStorage": azurite.connection_string}
+        if threads is not None:
+            env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(threads)
         host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON or None)
         try:
             host.wait_ready()
-            return _measure(host, azurite, size)
+            return _measure(host, azurite, size) | {"worker": worker_setup(env)}
         finally:
             host.stop()
             host.cleanup()
