@@ -53,7 +53,10 @@ def test_reliability_duplicates_complete_once(rig: Rig) -> None:
 
 def test_reliability_crashes_lose_no_job(rig: Rig) -> None:
     started = time.monotonic()
-    job_ids = rig.submit_many(bodies(300, seconds=0.3))
+    # 0.8 s each: the six worker threads of a 2-CPU machine take about 40 s for all 300, so
+    # every SIGKILL lands while runs are in progress (submits share the worker's pool with
+    # the jobs, so no backlog builds up while they are sent).
+    job_ids = rig.submit_many(bodies(300, seconds=0.8))
     unfinished_at_kill = []
     for _ in range(3):
         time.sleep(random.uniform(0.3, 1.5))
