@@ -128,8 +128,9 @@ def test_parse_timespan_rejects_other_values(value: object) -> None:
 
 def test_queue_options_default_to_the_hosts_values() -> None:
     # QueuesOptions: batchSize 16, NewBatchThreshold (BatchSize / 2) * ProcessorCount,
-    # visibilityTimeout zero, maxDequeueCount 5; maxPollingInterval 2 s is func start's local
-    # default (1 minute in Azure, QueuePollingIntervals.DefaultMaximum).
+    # visibilityTimeout zero, maxDequeueCount 5. maxPollingInterval: 2 s in a Development
+    # environment such as func start (StorageQueuesWebJobsBuilderExtensions.
+    # AddAzureStorageQueues), else QueuePollingIntervals.DefaultMaximum, 1 minute.
     assert queue_options({}, processors=2) == QueueOptions(
         batch_size=16, new_batch_threshold=16, visibility_timeout=0.0, max_dequeue_count=5,
         max_polling_interval=2.0, message_encoding="base64")
