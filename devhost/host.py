@@ -152,6 +152,9 @@ def build_host(app: func.FunctionRegister, options: HostOptions, *,
     workers: list[Worker] = []
     for spec in specs:
         _check_connections(spec, environ)
+        if spec.trigger.type != "httpTrigger" and function_disabled(spec.name, environ):
+            logger.info("Function %s is disabled: its trigger is not started", spec.name)
+            continue
         if spec.trigger.type == "queueTrigger":
             workers.append(QueueTriggerRunner(
                 spec, invoker=invoker, store=store, options=queues, stopping=stopping,
@@ -165,6 +168,16 @@ def build_host(app: func.FunctionRegister, options: HostOptions, *,
     server = _bind(HttpFrontDoor(router, invoker, admin), options.address, port or DEFAULT_PORT)
     return FunctionsHost(specs=specs, server=server, workers=workers, stopping=stopping,
                          prefix=prefix, pool=pool, watcher=watcher, admin=admin)
+
+
+def function_disabled(name: str, environ: Mapping[str, str]) -> bool:
+    """Whether the app setting `AzureWebJobs.<name>.Disabled` is true (or 1).
+
+    The host then starts no listener for the function; an HTTP function stays reachable
+    when it runs locally, as under `func start` (docs: "How to disable functions").
+    """
+    value = environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower()
+    return value in ("true", "1")
 
 
 def worker_pool(environ: Mapping[str, str]) -> WorkerPool:

@@ -246,3 +246,14 @@ def test_http_and_queue_invocations_share_the_worker_pool(start_host: HostFactor
     assert requests.get(f"{host.url}/slow?seconds=0", timeout=10).text == "slept"
     assert time.monotonic() - started > 1.0
     assert "Worker: 1 process, 1 threads" in host.process.stderr()
+
+
+def test_disabled_function_setting_starts_no_listener(start_host: HostFactory) -> None:
+    # The app setting AzureWebJobs.<name>.Disabled=true makes the host start no trigger for
+    # the function (learn.microsoft.com, "How to disable functions in Azure Functions").
+    host = start_host(env={"AzureWebJobs.work.Disabled": "true"})
+    results = ensure_queue(host.queue("RESULTS_QUEUE"))
+    ensure_queue(host.queue("WORK_QUEUE")).send_message("hello")
+    assert not wait_for(lambda: peek_all(results) != [], timeout=2)
+    assert message_count(host, "WORK_QUEUE") == 1
+    assert requests.get(f"{host.url}/echo/x", timeout=10).status_code == 200
