@@ -2,8 +2,9 @@
 
     python -m bench            (make bench)
 
-In-process figures first, on one private Azurite; then the end-to-end runs, each on a fresh
-Azurite and a fresh local host. Nothing here asserts on speed: it measures and reports.
+In-process figures first, on one private Azurite; then the end-to-end runs and the idle
+latency, each on a fresh Azurite and a fresh local host. Nothing here asserts on speed: it
+measures and reports.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import endtoend, inprocess, machine, report
+from bench import endtoend, idle, inprocess, machine, report
 from tests.support.azurite import Azurite
 
 SAMPLES = 400
 WARMUP = 40
 NAIVE_SAMPLES = 300
 TRANSACTION_BATCH = 16
-SIZES = (200, 2000)
+# (jobs, PYTHON_THREADPOOL_THREAD_COUNT): None is the worker's default, min(32, cpu + 4).
+RUNS: tuple[tuple[int, int | None], ...] = ((200, None), (2000, None), (2000, 24))
 
 
 def main() -> None:
@@ -29,18 +31,22 @@ def main() -> None:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "settings": {"samples": SAMPLES, "warmup": WARMUP, "naive_samples": NAIVE_SAMPLES,
-                     "transaction_batch": TRANSACTION_BATCH, "sizes": list(SIZES),
-                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON},
+                     "transaction_batch": TRANSACTION_BATCH, "runs": [list(r) for r in RUNS],
+                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON,
+                     "worker": endtoend.worker_setup(endtoend.ENV)},
     }
     print(f"machine: {results['machine']}", flush=True)
     results |= in_process()
-    samples: dict[int, dict[str, list[float]]] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
     results["end_to_end"] = {}
-    for size in SIZES:
-        print(f"end to end: {size} jobs through the local host ...", flush=True)
-        run = endtoend.run(size)
-        samples[size] = run.pop("samples_ms")
-        results["end_to_end"][str(size)] = run
+    for size, threads in RUNS:
+        label = str(size) if threads is None else f"{size}, {threads} threads"
+        print(f"end to end: {label} through the local host ...", flush=True)
+        run = endtoend.run(size, threads=threads)
+        samples[label] = run.pop("samples_ms")
+        results["end_to_end"][label] = run
+    print(f"idle latency: {idle.JOBS} single jobs {idle.GAP_SECONDS:.0f} s apart ...", flush=True)
+    results["idle"] = idle.run()
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
     print(report.write(results, samples))
     print(f"wrote {report.HERE}/results.json, results.md and latency.png")

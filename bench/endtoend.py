@@ -1,5 +1,8 @@
 """End to end through the local host: N jobs from 16 concurrent HTTP clients.
 
+The host runs the app as one Python worker process would: every invocation, HTTP and queue
+alike, in one pool of PYTHON_THREADPOOL_THREAD_COUNT threads (default min(32, cpu + 4)).
+
 Each size gets a fresh in-memory Azurite and a fresh `python -m devhost`, so the sizes do not
 share a warm table or a grown heap. Clients time each POST; completion is read from the
 table (one cheap probe a quarter second, then one query for every row's completed_at), not
@@ -21,14 +24,16 @@ import requests
 from azure.data.tables import TableClient
 
 from bench.stats import ms, summary
+from devhost.settings import worker_thread_count
 from tests.support import devhost_process
 from tests.support.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 16
 TABLE = "jobs"
-# Only the polling interval changes; batchSize 16 and newBatchThreshold 8 come from host.json.
-HOST_JSON = {"extensions": {"queues": {"maxPollingInterval": 200}}}
+# host.json as shipped (batchSize 16, newBatchThreshold 8, maxPollingInterval 2 s): the host's
+# enqueue notification wakes the poller, so no shorter polling interval is needed.
+HOST_JSON: dict[str, Any] = {}
 ENV = {"JOBS_TABLE_NAME": TABLE, "JOB_HANDLER_MODULES": ""}
 EXAMPLE = {"job_type": "thumbnail", "customer_id": "cust-123",
            "payload": {"asset_url": "https://example.invalid/image.png"}}
@@ -52,16 +57,21 @@ class Submitted:
         return self.answered - self.started
 
 
-def run(size: int) -> dict[str, Any]:
-    """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run."""
+def run(size: int, *, threads: int | None = None) -> dict[str, Any]:
+    """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run.
+
+    `threads` sets PYTHON_THREADPOOL_THREAD_COUNT; None keeps the worker's default.
+    """
     azurite = Azurite()
     azurite.start()
     try:
         env = {**ENV, "AzureWebJobsStorage": azurite.connection_string}
-        host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON)
+        if threads is not None:
+            env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(threads)
+        host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON or None)
         try:
             host.wait_ready()
-            return _measure(host, azurite, size)
+            return _measure(host, azurite, size) | {"worker": worker_setup(env)}
         finally:
             host.stop()
             host.cleanup()
@@ -206,3 +216,10 @@ def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_setup(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The worker processes and threads the host runs invocations on, as it computes them."""
+    settings = {**os.environ, **(env or {})}
+    return {"processes": 1, "threads": worker_thread_count(settings),
+            "thread_count_setting": settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "(unset)")}

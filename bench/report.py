@@ -22,7 +22,7 @@ EXTRAS = {
 }
 
 
-def write(results: Mapping[str, Any], samples: Mapping[int, Mapping[str, list[float]]]) -> str:
+def write(results: Mapping[str, Any], samples: Mapping[str, Mapping[str, list[float]]]) -> str:
     """Write the three files; return the Markdown text."""
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = markdown(results)
@@ -43,6 +43,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         _reuse_table(results["client_reuse"]),
         _transactions_table(results["transactions"]),
         _end_to_end_table(results["end_to_end"], results["settings"]),
+        _idle_table(results["idle"]),
     ]
     return "\n".join(parts)
 
@@ -119,19 +120,20 @@ def _ops(counts: Mapping[str, int]) -> str:
 
 def _end_to_end_table(runs: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     rows = []
-    for size, run in runs.items():
+    for run in runs.values():
         submit, done = run["submit_latency"], run["accepted_to_completed"]
-        rows.append([size, run["submit_requests_per_s"],
+        rows.append([run["jobs"], run["worker"]["threads"], run["submit_requests_per_s"],
                      f"{submit['p50_ms']:.0f} / {submit['p95_ms']:.0f} / {submit['p99_ms']:.0f}",
                      run["jobs_per_s"], f"{done['p50_ms']:.0f} / {done['p95_ms']:.0f}",
                      run["host_peak_rss_mib"],
                      f"{run['cpu_seconds']['host']} / {run['cpu_seconds']['azurite']}",
                      f"{run['tcp'].get('listen_overflows', 'n/a')} / {run['connection_retries']}"])
-    header = ["jobs", "submit req/s", "submit p50 / p95 / p99 ms", "jobs/s completed",
-              "202 to completed p50 / p95 ms", "host peak RSS MiB",
+    header = ["jobs", "worker threads", "submit req/s", "submit p50 / p95 / p99 ms",
+              "jobs/s completed", "202 to completed p50 / p95 ms", "host peak RSS MiB",
               "CPU s host / Azurite", "listen overflows / client retries"]
     return (f"## End to end through the local host ({settings['clients']} concurrent HTTP "
-            f"clients, thumbnail jobs, host.json override {json.dumps(settings['host_json'])})"
+            f"clients, thumbnail jobs, host.json override {json.dumps(settings['host_json'])}, "
+            "one worker process)"
             "\n\n" + _table(header, rows)
             + "\njobs/s runs from the first submit to the last `completed_at`. A listen "
             "overflow is a connection the host's listen queue refused; the client's kernel "
@@ -139,7 +141,19 @@ def _end_to_end_table(runs: Mapping[str, Any], settings: Mapping[str, Any]) -> s
             "client retry is a POST sent again after its connection was reset.\n")
 
 
-def plot(samples: Mapping[int, Mapping[str, list[float]]], path: Path, *, subtitle: str,
+def _idle_table(idle: Mapping[str, Any]) -> str:
+    done = idle["accepted_to_completed"]
+    verdict = "ok" if idle["within_target"] else "above"
+    rows = [[idle["jobs"], idle["gap_seconds"], f"**{done['p50_ms']:.0f}**",
+             f"{done['p95_ms']:.0f}", f"{verdict} (p50 <= {idle['target_p50_ms']:.0f} ms)"]]
+    return ("## Idle latency: single jobs through the local host, enqueue notification on\n\n"
+            + _table(["jobs", "seconds apart", "202 to completed p50 ms", "p95 ms", "target"],
+                     rows)
+            + "\nEach job is submitted alone after the poller has backed off; the host's "
+            "enqueue notification wakes it when submit_job's queue output adds the message.\n")
+
+
+def plot(samples: Mapping[str, Mapping[str, list[float]]], path: Path, *, subtitle: str,
          mark_retry_step: bool = False) -> None:
     """Latency distributions (ECDFs, log scale) of submit and of 202-to-completed, per size."""
     panels = [("submit_latency", "POST /api/jobs latency (client side)"),
@@ -148,10 +162,11 @@ def plot(samples: Mapping[int, Mapping[str, list[float]]], path: Path, *, subtit
     figure = Figure(figsize=(12, 4.8))
     axes = figure.subplots(1, 2)
     for axis, (key, title) in zip(axes, panels, strict=True):
-        for size, runs in samples.items():
+        for size, runs in samples.items():  # e.g. "2000" or "2000, 24 threads"
             values = sorted(runs[key])
             fractions = [(i + 1) / len(values) for i in range(len(values))]
-            axis.step(values, fractions, where="post", label=f"{size} jobs")
+            label = size.replace(",", " jobs,") if "," in size else f"{size} jobs"
+            axis.step(values, fractions, where="post", label=label)
         _decorate(axis, title)
     if mark_retry_step:
         axes[0].annotate("step at 1 s: connections the\nhost's listen queue refused,\n"

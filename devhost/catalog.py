@@ -7,7 +7,6 @@ Nothing here knows the app's routes or queues: it imports `function_app.py`, fin
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import logging
 import sys
@@ -21,6 +20,7 @@ import azure.functions as func
 
 from devhost.errors import CatalogError
 from devhost.settings import resolve_expression
+from devhost.worker import BindingInfo, FunctionLoadError, LoadedFunction, load
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ TRIGGER_TYPES = frozenset({"httpTrigger", "queueTrigger", "timerTrigger"})
 OUTPUT_TYPES = frozenset({"http", "queue"})
 # The binding properties the host resolves from app settings when written as %NAME%.
 RESOLVED_PROPERTIES = ("queueName", "schedule")
+QUEUE_BINDINGS = ("queueTrigger", "queue")
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,22 @@ class FunctionSpec:
     trigger: Binding
     outputs: tuple[Binding, ...]
     directory: Path
+    loaded: LoadedFunction
 
     @property
     def wants_context(self) -> bool:
         """Whether the handler declares a `context` parameter, which the worker fills."""
-        return "context" in inspect.signature(self.handler).parameters
+        return self.loaded.requires_context
 
 
 def discover(
     app: func.FunctionRegister, environ: Mapping[str, str], *, directory: Path
 ) -> list[FunctionSpec]:
-    """Describe every function of `app` the host supports; warn about and skip the others."""
+    """Describe every function of `app` the host supports; warn about and skip the others.
+
+    A function the worker would refuse to load (FunctionLoadError) fails the whole app, as
+    the worker's indexing does: CatalogError, and the host does not start.
+    """
     specs = [describe(f, environ, directory=directory) for f in build_functions(app)]
     return [spec for spec in specs if spec is not None]
 
@@ -113,32 +119,18 @@ def describe(
         logger.warning("Skipping function %s: the local host does not support binding types %s",
                        name, ", ".join(unsupported) or "(no trigger)")
         return None
-    names = [str(raw["name"]) for raw in raw_bindings]
-    problem = parameter_mismatch(function.get_user_function(), names)
-    if problem:
-        logger.error("Worker failed to load function: cannot load the %s function: %s",
-                     name, problem)
-        return None
+    infos = [BindingInfo(str(raw["name"]), str(raw["type"]),
+                         str(raw.get("direction", "in")).lower()) for raw in raw_bindings]
+    try:
+        loaded = load(name, function.get_user_function(), infos)
+    except FunctionLoadError as e:
+        raise CatalogError(f"Worker failed to index functions: {e}") from e
     # Resolve %SETTING% only for functions that run, as an unresolved name stops the host.
     bindings = [_binding(raw, environ) for raw in raw_bindings]
     triggers = [b for b in bindings if b.type in TRIGGER_TYPES]
     outputs = tuple(b for b in bindings if b.direction == "out")
-    return FunctionSpec(name, function.get_user_function(), triggers[0], outputs, directory)
-
-
-def parameter_mismatch(handler: Callable[..., Any], binding_names: list[str]) -> str | None:
-    """The worker's load check: each parameter names a binding and each binding a parameter."""
-    params = set(inspect.signature(handler).parameters)
-    bound = {n for n in binding_names if n != "$return"}
-    if "context" not in bound:
-        params.discard("context")  # the worker fills `context` itself
-    if params - bound:
-        return ("the following parameters are declared in Python but not in the function "
-                f"definition (function.json or function decorators): {params - bound!r}")
-    if bound - params:
-        return ("the following parameters are declared in the function definition but not "
-                f"in Python: {bound - params!r}")
-    return None
+    return FunctionSpec(name, function.get_user_function(), triggers[0], outputs, directory,
+                        loaded)
 
 
 def _binding(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Binding:
@@ -146,6 +138,10 @@ def _binding(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Binding:
     for key in RESOLVED_PROPERTIES:
         if isinstance(properties.get(key), str):
             properties[key] = resolve_expression(properties[key], environ)
+    if raw["type"] in QUEUE_BINDINGS and isinstance(properties.get("queueName"), str):
+        # QueueTriggerAttributeBindingProvider.NormalizeAndValidate: "must be lowercase.
+        # coerce here to be nice."
+        properties["queueName"] = properties["queueName"].lower()
     return Binding(
         type=str(raw["type"]),
         name=str(raw["name"]),

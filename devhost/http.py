@@ -1,25 +1,32 @@
 """HTTP triggers: translate HTTP to `func.HttpRequest` and `func.HttpResponse` back to HTTP.
 
 `HttpFrontDoor.handle` is the whole translation and needs no socket; `RequestHandler` is the
-thin adapter that feeds it from `http.server`. Each request runs in its own thread.
+thin adapter that feeds it from `http.server`. Each connection is read in its own thread, but
+the function itself runs in the worker's shared pool (devhost/invocation.py), as under the
+real host, where Kestrel takes requests and the Python worker runs them.
+
+The request conversion follows `ToRpcHttp` (GrpcMessageConversionExtensions in
+Azure/azure-functions-host): a body only when Content-Length > 0, blank query values
+dropped, repeated headers and query values joined with ",", and the URL built from the
+decoded path, in which `%2F` stays encoded.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 import azure.functions as func
 
 from devhost.catalog import FunctionSpec
 from devhost.invocation import InvocationFailed, Invoker
-from devhost.routing import MethodNotAllowed, NotFound, Router
+from devhost.routing import NotFound, Router, decode_path
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +55,33 @@ class Reply:
     body: bytes = b""
 
 
+class AdminApi(Protocol):
+    """The host's own endpoints under /admin (the admin invoke endpoint)."""
+
+    def handle(self, incoming: IncomingRequest, path: str) -> Reply | None:
+        """Answer a request for a host endpoint, or None if `path` is not one."""
+
+
 class HttpFrontDoor:
     """Routes a request to its function, invokes it and turns the result into a Reply."""
 
-    def __init__(self, router: Router[FunctionSpec], invoker: Invoker) -> None:
+    def __init__(self, router: Router[FunctionSpec], invoker: Invoker,
+                 admin: AdminApi | None = None) -> None:
         self._router = router
         self._invoker = invoker
+        self._admin = admin
 
     def handle(self, incoming: IncomingRequest) -> Reply:
-        """Answer one request: 404/405 from routing, 500 if the function raised."""
-        path, _, query = incoming.target.partition("?")
+        """Answer one request: 404 when no route matches path and method, 500 if it raised."""
+        raw_path, _, query = incoming.target.partition("?")
+        path = decode_path(raw_path)
+        if self._admin is not None:
+            answered = self._admin.handle(incoming, path)
+            if answered is not None:
+                return answered
         found = self._router.resolve(incoming.method, path)
         if isinstance(found, NotFound):
             return Reply(404)
-        if isinstance(found, MethodNotAllowed):
-            return Reply(405, [("Allow", ", ".join(sorted(found.allowed)))])
         request = to_http_request(incoming, path=path, query=query, route_params=found.params)
         reason = "This function was programmatically called via the host APIs."
         try:
@@ -85,16 +104,25 @@ def function_methods(spec: FunctionSpec) -> frozenset[str] | None:
 
 def to_http_request(incoming: IncomingRequest, *, path: str, query: str,
                     route_params: dict[str, str]) -> func.HttpRequest:
-    """Build the `func.HttpRequest` a function receives, with an absolute URL."""
+    """Build the `func.HttpRequest` a function receives, as ToRpcHttp converts the request."""
     url = incoming.origin + path + (f"?{query}" if query else "")
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if v]
     return func.HttpRequest(
         incoming.method,
         url,
-        headers=join_repeated(incoming.headers, separator=", "),
-        params=join_repeated(parse_qsl(query, keep_blank_values=True), separator=","),
+        headers=join_repeated(incoming.headers, separator=","),
+        params=join_repeated(pairs, separator=","),
         route_params=route_params,
-        body=incoming.body,
+        body=incoming.body if declared_length(incoming.headers) > 0 else b"",
     )
+
+
+def declared_length(headers: Iterable[tuple[str, str]]) -> int:
+    """The request's Content-Length, 0 when absent (a chunked body has none)."""
+    for name, value in headers:
+        if name.lower() == "content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return 0
 
 
 def join_repeated(pairs: Iterable[tuple[str, str]], *, separator: str) -> dict[str, str]:
@@ -144,11 +172,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                                    self._origin())
         self._write(self.front_door.handle(incoming))
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = serve
-
-    def __getattr__(self, name: str) -> Callable[[], None]:
-        # http.server answers any other method (TRACE, QUERY, ...) with 501, a server error the
-        # Functions host never gives: it routes every method, and an undeclared one matches none.
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD> and answers 501 when it is missing; Kestrel takes
+        # any method token (TRACE included) and leaves the answer to routing.
         if name.startswith("do_"):
             return self.serve
         raise AttributeError(name)

@@ -2,6 +2,10 @@
 
 One rule matters most: output bindings are written only after the function returns without
 raising. A function that fails leaves no output behind.
+
+Concurrency follows the worker (`Dispatcher` in azure_functions_worker/dispatcher.py): every
+sync invocation, HTTP, queue and timer alike, runs in one shared thread pool of
+PYTHON_THREADPOOL_THREAD_COUNT threads, and coroutine functions run on one event loop.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,17 +25,46 @@ import azure.functions as func
 from azure.functions import _abc as azf_abc
 
 from devhost.catalog import Binding, FunctionSpec
+from devhost.worker import RETURN, check_return, trigger_argument
 
 logger = logging.getLogger(__name__)
-
-RETURN = "$return"
 
 
 class OutputSink(Protocol):
     """Writes the value a function gave one output binding (a queue, for instance)."""
 
-    def send(self, binding: Binding, value: Any) -> None:
-        """Write `value` to the binding's target."""
+    def send(self, binding: Binding, value: Any, *, converter: str) -> None:
+        """Write `value` to the binding's target; `converter` is the worker's binding type."""
+
+
+class WorkerPool:
+    """One worker process's execution: a shared thread pool for sync functions, one event loop
+    for coroutine functions. Callers block until their invocation is done."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._sync = ThreadPoolExecutor(threads, thread_name_prefix="worker")
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                             name="worker-event-loop")
+        self._loop_thread.start()
+
+    def run(self, handler: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+        """Run the handler (a coroutine on the loop, else in the pool) and return its result."""
+        if inspect.iscoroutinefunction(handler):
+            return asyncio.run_coroutine_threadsafe(handler(**kwargs), self._loop).result()
+        result = self._sync.submit(lambda: handler(**kwargs)).result()
+        if inspect.iscoroutine(result):
+            return asyncio.run_coroutine_threadsafe(result, self._loop).result()
+        return result
+
+    def shutdown(self) -> None:
+        """Wait for running invocations, then stop the pool and the loop."""
+        self._sync.shutdown(wait=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=5)
+        if not self._loop.is_running():
+            self._loop.close()
 
 
 class InvocationFailed(Exception):
@@ -144,14 +178,15 @@ class InvocationContext(func.Context):
 class Invoker:
     """Runs one invocation: arguments in, user function, outputs written on success."""
 
-    def __init__(self, *, sinks: Mapping[str, OutputSink]) -> None:
+    def __init__(self, *, sinks: Mapping[str, OutputSink], pool: WorkerPool) -> None:
         self._sinks = sinks
+        self._pool = pool
 
     def invoke(self, spec: FunctionSpec, trigger_value: Any, *, reason: str) -> Any:
         """Call the function; return its return value or raise InvocationFailed."""
         invocation_id = str(uuid.uuid4())
         outs = {b.name: OutputValue() for b in self._out_parameters(spec)}
-        kwargs: dict[str, Any] = {spec.trigger.name: trigger_value, **outs}
+        kwargs: dict[str, Any] = {spec.trigger.name: _argument(spec, trigger_value), **outs}
         if spec.wants_context:
             kwargs["context"] = InvocationContext(
                 invocation_id=invocation_id, function_name=spec.name, directory=spec.directory
@@ -160,7 +195,8 @@ class Invoker:
                     invocation_id)
         started = time.monotonic()
         try:
-            result = call_function(spec, kwargs)
+            result = self._pool.run(spec.handler, kwargs)
+            check_return(spec.name, spec.loaded, result)
             self._write_outputs(spec, outs, result)
         except Exception as e:
             logger.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
@@ -181,15 +217,16 @@ class Invoker:
                 continue  # the trigger's front door writes this one (the HTTP response)
             value = result if binding.name == RETURN else outs[binding.name].get()
             if value is not None:
-                sink.send(binding, value)
+                converter = spec.loaded.parameters.get(binding.name, (binding.type, None))[0]
+                sink.send(binding, value, converter=converter)
 
 
-def call_function(spec: FunctionSpec, kwargs: Mapping[str, Any]) -> Any:
-    """Call the handler with keyword arguments; run a coroutine to completion in this thread."""
-    result = spec.handler(**kwargs)
-    if inspect.iscoroutine(result):
-        return asyncio.run(result)
-    return result
+def _argument(spec: FunctionSpec, trigger_value: Any) -> Any:
+    # A queue message reaches a `msg: str` or `msg: bytes` parameter as its body.
+    if spec.trigger.type != "queueTrigger" or not isinstance(trigger_value, func.QueueMessage):
+        return trigger_value
+    converter, pytype = spec.loaded.parameters.get(spec.trigger.name, ("queueTrigger", None))
+    return trigger_argument(converter, pytype, trigger_value)
 
 
 def _elapsed_ms(started: float) -> int:

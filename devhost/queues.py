@@ -1,14 +1,27 @@
-"""Queue triggers and queue outputs with the Functions host's documented semantics.
+"""Queue triggers and queue outputs with the storage queue extension's semantics.
 
 Concurrency: one poller thread per queue-triggered function fetches up to `batchSize`
-messages at a time and runs them in parallel; it fetches again once the in-flight count
-falls to `newBatchThreshold`, so at most batchSize + newBatchThreshold run at once.
+messages at a time and hands each to the invoker; it fetches again once the in-flight count
+falls to `newBatchThreshold`, so at most batchSize + newBatchThreshold are leased at once
+(QueueListener in Microsoft.Azure.WebJobs.Extensions.Storage.Common). The invocations
+themselves queue for the worker's shared thread pool (devhost/invocation.py).
 
 Delivery is at least once. A received message is leased (invisible) for the lease time and
 the lease is renewed at half-time while the function runs, so a crashed host's messages come
 back once their lease lapses. Success deletes the message. Failure makes it visible again
 after `visibilityTimeout`, until its dequeue count reaches `maxDequeueCount`; then it moves
-to `<queue>-poison`. A message that cannot be decoded moves to poison without running.
+to `<queue>-poison`. A message that cannot be decoded is copied raw to poison without running.
+
+A queue whose name ends in `-poison` has no poison queue
+(QueueListenerFactory.CreatePoisonQueueReference returns null): a failed message there is not
+released, so it reappears when its lease ends, and once past `maxDequeueCount` it is skipped
+and left in the queue (QueueProcessor.CompleteProcessingMessageAsync and
+BeginProcessingMessageAsync).
+
+The listener never creates its queue: while it does not exist, it waits and polls again. An
+output binding creates its queue on first send and then notifies a trigger on that queue in
+this host, which polls at once instead of sleeping out its backoff
+(`_messageEnqueuedWatcher.Notify(queueName)` in the extension).
 """
 
 from __future__ import annotations
@@ -29,35 +42,73 @@ from devhost.catalog import Binding, FunctionSpec
 from devhost.errors import MessageDecodeError
 from devhost.invocation import InvocationFailed, Invoker
 from devhost.settings import QueueOptions, storage_connection
-from devhost.storage import (
-    QueueStore,
-    decode_message,
-    encode_message,
-    message_bodies,
-)
+from devhost.storage import QueueStore, decode_message, encode_message
+from devhost.worker import queue_output_bodies
 from jobs.connection import StorageConnection
 
 logger = logging.getLogger(__name__)
 
-# The host's first poll interval after an empty queue; it doubles up to maxPollingInterval.
+# QueuePollingIntervals.Minimum: the first delay after an empty poll; it doubles up to
+# maxPollingInterval.
 MIN_POLLING_INTERVAL = 0.1
 POISON_SUFFIX = "-poison"
+MAX_QUEUE_NAME = 63
+
+
+def poison_queue_name(queue_name: str) -> str | None:
+    """`<queue>-poison`, or None for a poison queue or a name the suffix would make too long."""
+    if queue_name.endswith(POISON_SUFFIX) or len(queue_name + POISON_SUFFIX) > MAX_QUEUE_NAME:
+        return None
+    return queue_name + POISON_SUFFIX
+
+
+class QueueWatcher:
+    """The extension's SharedQueueWatcher: wakes the poller of a queue a message was added to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, list[threading.Event]] = {}
+
+    def register(self, queue_name: str) -> threading.Event:
+        """The event a poller waits on between polls of `queue_name`."""
+        event = threading.Event()
+        with self._lock:
+            self._events.setdefault(queue_name, []).append(event)
+        return event
+
+    def notify(self, queue_name: str) -> None:
+        """A message was added to `queue_name`: its pollers poll now."""
+        with self._lock:
+            events = list(self._events.get(queue_name, ()))
+        for event in events:
+            event.set()
+
+    def wake_all(self) -> None:
+        """Wake every poller (the host is stopping)."""
+        with self._lock:
+            events = [e for group in self._events.values() for e in group]
+        for event in events:
+            event.set()
 
 
 class QueueOutput:
-    """The `queue` output binding: sends each value a function set, creating the queue."""
+    """The `queue` output binding: creates the queue if needed, sends, then notifies."""
 
-    def __init__(self, store: QueueStore, environ: Mapping[str, str], encoding: str) -> None:
+    def __init__(self, store: QueueStore, environ: Mapping[str, str], encoding: str,
+                 watcher: QueueWatcher) -> None:
         self._store = store
         self._environ = environ
         self._encoding = encoding
+        self._watcher = watcher
 
-    def send(self, binding: Binding, value: Any) -> None:
-        """Send `value` (str, bytes, or a list of them) as one message per item."""
+    def send(self, binding: Binding, value: Any, *, converter: str) -> None:
+        """Send `value` as the worker encodes it: one message, or one per list item."""
+        bodies = queue_output_bodies(converter, value)
         connection = storage_connection(binding.get("connection"), self._environ)
-        client = self._store.ensure_exists(connection, str(binding.get("queueName")))
-        for body in message_bodies(value):
-            client.send_message(encode_message(body, self._encoding))
+        name = str(binding.get("queueName"))
+        for body in bodies:
+            self._store.send(connection, name, encode_message(body, self._encoding))
+        self._watcher.notify(name)
 
 
 class Backoff:
@@ -128,18 +179,23 @@ class QueueTriggerRunner:
 
     def __init__(self, spec: FunctionSpec, *, invoker: Invoker, store: QueueStore,
                  connection: StorageConnection, options: QueueOptions, lease_seconds: float,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, watcher: QueueWatcher) -> None:
         self._spec = spec
         self._invoker = invoker
         self._store = store
         self._connection = connection
         self._queue_name = str(spec.trigger.get("queueName"))
+        self._poison_name = poison_queue_name(self._queue_name)
         self._options = options
         self._lease_seconds = lease_seconds
         self._stopping = stopping
+        self._wake = watcher.register(self._queue_name)
+        self._watcher = watcher
         self._in_flight = 0
         self._slots = threading.Condition()
         self._outage = False
+        self._missing = False
+        # Host-side tasks holding leased messages; the Python runs in the worker's pool.
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold,
                                         thread_name_prefix=f"queue-{spec.name}")
         self._thread = threading.Thread(target=self._run, name=f"poll-{spec.name}")
@@ -160,8 +216,10 @@ class QueueTriggerRunner:
             received = self._poll()
             if received:
                 backoff.reset()
-            elif self._stopping.wait(backoff.next_delay()):
-                break
+                continue
+            # An output binding in this host that adds to the queue wakes the wait early.
+            self._wake.wait(backoff.next_delay())
+            self._wake.clear()
         self._pool.shutdown(wait=True)
 
     def _has_capacity(self) -> bool:
@@ -173,9 +231,10 @@ class QueueTriggerRunner:
     def _poll(self) -> int:
         try:
             messages = self._receive()
+        except ResourceNotFoundError:
+            self._report_missing()
+            return 0
         except AzureError as e:
-            if isinstance(e, ResourceNotFoundError):
-                self._store.forget(self._connection, self._queue_name)
             self._report_outage(e)
             return 0
         except Exception:
@@ -188,9 +247,7 @@ class QueueTriggerRunner:
         return len(messages)
 
     def _receive(self) -> list[QueueMessage]:
-        client = self._store.ensure_exists(self._connection, self._queue_name)
-        self._store.ensure_exists(self._connection, self._queue_name + POISON_SUFFIX)
-        pages = client.receive_messages(
+        pages = self._queue().receive_messages(
             messages_per_page=self._options.batch_size,
             visibility_timeout=math.ceil(self._lease_seconds),
         ).by_page()
@@ -221,21 +278,25 @@ class QueueTriggerRunner:
         try:
             body = decode_message(message.content, self._options.message_encoding)
         except MessageDecodeError as e:
-            self._to_poison(lease, self._raw_body(message), str(e))
+            # Copied through a non-encoding client: the raw text lands in poison.
+            self._to_poison(lease, str(message.content), str(e))
             return
         dequeue_count = message.dequeue_count or 1
         if dequeue_count > self._options.max_dequeue_count:
             # Earlier hosts crashed or lost the lease while running it: do not run it again.
-            self._to_poison(lease, body, "its dequeue count exceeds "
-                            f"MaxDequeueCount ({self._options.max_dequeue_count})")
+            self._to_poison(lease, encode_message(body, self._options.message_encoding),
+                            f"its dequeue count exceeds MaxDequeueCount "
+                            f"({self._options.max_dequeue_count})")
             return
         with lease.kept_alive():
             succeeded = self._run_function(message, body)
         if succeeded:
             lease.delete()
+        elif self._poison_name is None:
+            pass  # no poison queue: not released, so it comes back when its lease ends
         elif dequeue_count >= self._options.max_dequeue_count:
-            self._to_poison(lease, body, "it has reached MaxDequeueCount "
-                            f"({self._options.max_dequeue_count})")
+            self._to_poison(lease, encode_message(body, self._options.message_encoding),
+                            f"it has reached MaxDequeueCount ({self._options.max_dequeue_count})")
         else:
             lease.release(after=self._options.visibility_timeout)
 
@@ -247,20 +308,27 @@ class QueueTriggerRunner:
             return False
         return True
 
-    def _to_poison(self, lease: Lease, body: bytes, why: str) -> None:
-        poison = self._queue_name + POISON_SUFFIX
+    def _to_poison(self, lease: Lease, text: str, why: str) -> None:
+        if self._poison_name is None:
+            # QueueProcessor.HandlePoisonMessageAsync does nothing without a poison queue:
+            # the message stays, invisible until its lease ends.
+            logger.warning("Leaving message %s in queue '%s' (it has no poison queue) because %s",
+                           lease.message_id, self._queue_name, why)
+            return
         logger.warning("Moving message %s to queue '%s' because %s",
-                       lease.message_id, poison, why)
-        client = self._store.ensure_exists(self._connection, poison)
-        # Same encoding as the source queue, so a trigger on the poison queue can read it.
-        client.send_message(encode_message(body, self._options.message_encoding))
+                       lease.message_id, self._poison_name, why)
+        self._store.send(self._connection, self._poison_name, text)
         lease.delete()
-
-    def _raw_body(self, message: QueueMessage) -> bytes:
-        return str(message.content).encode("utf-8")
+        self._watcher.notify(self._poison_name)
 
     def _queue(self) -> QueueClient:
         return self._store.queue(self._connection, self._queue_name)
+
+    def _report_missing(self) -> None:
+        if not self._missing:
+            logger.info("Queue '%s' does not exist yet; the listener waits for it",
+                        self._queue_name)
+        self._missing = True
 
     def _report_outage(self, error: AzureError) -> None:
         if not self._outage:
@@ -271,7 +339,9 @@ class QueueTriggerRunner:
     def _report_recovery(self) -> None:
         if self._outage:
             logger.info("Queue '%s' is reachable again", self._queue_name)
-        self._outage = False
+        elif self._missing:
+            logger.info("Queue '%s' exists now", self._queue_name)
+        self._outage = self._missing = False
 
 
 def trigger_message(message: QueueMessage, body: bytes) -> TriggerMessage:

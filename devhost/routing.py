@@ -1,17 +1,25 @@
-"""Route templates and matching, kept pure: a path either matches, matches another method, or not.
+"""Route templates and matching, kept pure: a path and method either match a route or not.
+
+Each route carries its methods as a constraint, as WebScriptHostHttpRoutesManager
+(Azure/azure-functions-host) maps it with an HttpMethodRouteConstraint: a request whose method
+a function does not declare matches no route, so the answer is 404 with no Allow header.
 
 Templates follow the ASP.NET syntax the Functions host uses: `{name}`, optional `{name?}`
 as the last segment, catch-all `{*name}`, and the constraints `int`, `long`, `guid`, `alpha`
-and `bool`. Literal text matches case-insensitively. When several templates match a path,
-the more specific one wins (literal before constrained before plain parameter), as in ASP.NET.
+and `bool`. Literal text matches case-insensitively. Routes are tried in the order
+`WebJobsRouteBuilder.Build` (azure-webjobs-sdk-extensions) sorts them with its
+`RouteComparison`: segment by segment, a literal before a parameter, a parameter with more
+constraints before one with fewer, literals in case-insensitive order, and a longer template
+before a shorter one it extends. The first route whose template and method both match wins.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from functools import cmp_to_key
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 from devhost.errors import RouteError
@@ -42,25 +50,33 @@ CONSTRAINTS: Mapping[str, Callable[[str], bool]] = {
     "bool": lambda v: v.lower() in ("true", "false"),
 }
 
-# Precedence of one segment kind: lower sorts first and so wins a tie between templates.
-_LITERAL, _MIXED, _CONSTRAINED, _PLAIN, _OPTIONAL, _CATCH_ALL = range(6)
+
+
+@dataclass(frozen=True)
+class SegmentKey:
+    """What RouteComparison looks at in a segment: its first part."""
+
+    is_parameter: bool
+    constraints: int = 0
+    text: str = ""  #: the literal text, when the first part is a literal
 
 
 @dataclass(frozen=True)
 class RouteTemplate:
-    """A compiled route template: its regex, parameter constraints and precedence."""
+    """A compiled route template: its regex, parameter constraints and sort keys."""
 
     text: str
     pattern: re.Pattern[str]
     constraints: Mapping[str, tuple[str, ...]]
-    precedence: tuple[int, ...]
+    segments: tuple[SegmentKey, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
         """Return the decoded parameters when `path` fits the template, else None."""
         found = self.pattern.fullmatch(_normalise(path))
         if found is None:
             return None
-        params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
+        # The path is already decoded (all but %2F), as ASP.NET routing sees it.
+        params = {k: v for k, v in found.groupdict().items() if v is not None}
         for name, names in self.constraints.items():
             if name in params and not all(CONSTRAINTS[c](params[name]) for c in names):
                 return None
@@ -95,27 +111,41 @@ class NotFound:
     status: int = 404
 
 
-@dataclass(frozen=True)
-class MethodNotAllowed:
-    """A template matches the path but none accepts the method: 405."""
-
-    allowed: frozenset[str] = field(default_factory=frozenset)
-    status: int = 405
-
-
 def compile_template(text: str) -> RouteTemplate:
     """Compile a route template such as `jobs/{job_id:guid}` or `files/{*path}`."""
     segments = text.strip("/").split("/") if text.strip("/") else []
     regex_parts: list[str] = []
     constraints: dict[str, tuple[str, ...]] = {}
-    precedence: list[int] = []
+    keys: list[SegmentKey] = []
     for index, segment in enumerate(segments):
         last = index == len(segments) - 1
-        regex, kind = _compile_segment(segment, constraints, last=last, template=text)
-        regex_parts.append(regex)
-        precedence.append(kind)
+        regex_parts.append(_compile_segment(segment, constraints, last=last, template=text))
+        keys.append(_segment_key(segment))
     pattern = "".join(regex_parts) or "/"
-    return RouteTemplate(text, re.compile(pattern, re.IGNORECASE), constraints, tuple(precedence))
+    return RouteTemplate(text, re.compile(pattern, re.IGNORECASE), constraints, tuple(keys))
+
+
+def _segment_key(segment: str) -> SegmentKey:
+    first = _PARAM.match(segment)
+    if first is None:
+        return SegmentKey(is_parameter=False, text=_PARAM.split(segment, maxsplit=1)[0])
+    return SegmentKey(is_parameter=True, constraints=len([c for c in first.group(3).split(":")
+                                                          if c]))
+
+
+def route_comparison(x: RouteTemplate, y: RouteTemplate) -> int:
+    """WebJobsRouteBuilder.RouteComparison: negative when `x` is tried before `y`."""
+    for i, xs in enumerate(x.segments):
+        if len(y.segments) <= i:
+            return -1  # x extends y: the longer, more specific template first
+        ys = y.segments[i]
+        if xs.is_parameter != ys.is_parameter:
+            return 1 if xs.is_parameter else -1
+        if xs.is_parameter and xs.constraints != ys.constraints:
+            return -1 if xs.constraints > ys.constraints else 1
+        if not xs.is_parameter and xs.text.lower() != ys.text.lower():
+            return -1 if xs.text.lower() < ys.text.lower() else 1
+    return 1 if len(y.segments) > len(x.segments) else 0
 
 
 def join_route(prefix: str, route: str) -> str:
@@ -125,7 +155,7 @@ def join_route(prefix: str, route: str) -> str:
 
 def _compile_segment(
     segment: str, constraints: dict[str, tuple[str, ...]], *, last: bool, template: str
-) -> tuple[str, int]:
+) -> str:
     params = list(_PARAM.finditer(segment))
     if not segment or "{" in _PARAM.sub("", segment) or "}" in _PARAM.sub("", segment):
         raise RouteError(f"route {template!r}: cannot read segment {segment!r}")
@@ -139,21 +169,21 @@ def _compile_segment(
         regex += _named_group(param, constraints, template)
         cursor = param.end()
     regex += re.escape(segment[cursor:])
-    return regex, _MIXED if params else _LITERAL
+    return regex
 
 
 def _whole_segment_param(
     param: re.Match[str], constraints: dict[str, tuple[str, ...]], *, last: bool, template: str
-) -> tuple[str, int]:
+) -> str:
     group = _named_group(param, constraints, template)
     catch_all, optional = bool(param.group(1)), bool(param.group(4))
     if (catch_all or optional) and not last:
         raise RouteError(f"route {template!r}: {param.group(0)} must be the last segment")
     if catch_all:
-        return f"(?:/(?P<{param.group(2)}>.*))?", _CATCH_ALL
+        return f"(?:/(?P<{param.group(2)}>.*))?"
     if optional:
-        return f"(?:/{group})?", _OPTIONAL
-    return "/" + group, _CONSTRAINED if param.group(3) else _PLAIN
+        return f"(?:/{group})?"
+    return "/" + group
 
 
 def _named_group(
@@ -176,26 +206,48 @@ def _normalise(path: str) -> str:
 
 
 class Router(Generic[T]):
-    """Routes ordered by precedence; `resolve` decides match, 404 or 405 without side effects."""
+    """Routes in the host's order; `resolve` decides match or 404 without side effects."""
 
     def __init__(self, routes: Iterable[Route[T]]) -> None:
-        self._routes = sorted(routes, key=lambda r: r.template.precedence)
+        self._routes = sorted(routes, key=cmp_to_key(_compare_routes))
 
     @property
     def routes(self) -> list[Route[T]]:
         """The routes in the order they are tried."""
         return list(self._routes)
 
-    def resolve(self, method: str, path: str) -> Matched[T] | NotFound | MethodNotAllowed:
-        """Find the route for `method` and `path` (the path without its query string)."""
-        allowed: set[str] = set()
-        path_matched = False
+    def resolve(self, method: str, path: str) -> Matched[T] | NotFound:
+        """Find the route for `method` and `path` (the decoded path, without a query string)."""
         for route in self._routes:
+            if not route.allows(method):
+                continue  # the method constraint fails: this route does not match
             params = route.template.match(path)
-            if params is None:
-                continue
-            if route.allows(method):
+            if params is not None:
                 return Matched(route.target, params)
-            path_matched = True
-            allowed.update(route.methods or ())
-        return MethodNotAllowed(frozenset(allowed)) if path_matched else NotFound()
+        return NotFound()
+
+
+def _compare_routes(a: Route[Any], b: Route[Any]) -> int:
+    return route_comparison(a.template, b.template)
+
+
+def decode_path(raw_path: str) -> str:
+    """Percent-decode a request path as ASP.NET does, except `%2F`, which stays encoded."""
+    parts = re.split(r"(%2[Ff])", raw_path)
+    return "".join(p.upper() if re.fullmatch(r"%2[Ff]", p) else unquote(p) for p in parts)
+
+
+def route_problem(route: str) -> str | None:
+    """Why the host refuses a function's route, or None (ScriptHost.ValidateHttpFunction)."""
+    if route.strip("/").lower().startswith(("admin", "runtime")):
+        return "The specified route conflicts with one or more built in routes."
+    return None
+
+
+def routes_conflict(route: str, methods: frozenset[str] | None, other_route: str,
+                    other_methods: frozenset[str] | None) -> bool:
+    """Two functions conflict on the same route (ignoring case and slashes) with shared methods,
+    or when either accepts every method (ScriptHost.HttpRoutesConflict)."""
+    if route.strip("/").lower() != other_route.strip("/").lower():
+        return False
+    return not methods or not other_methods or bool(methods & other_methods)

@@ -6,6 +6,7 @@ Everything here is pure or reads files once at start-up; nothing talks to storag
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -35,9 +36,14 @@ DEVELOPMENT_STORAGE = (
     f"TableEndpoint=http://127.0.0.1:10002/{DEV_ACCOUNT};"
 )
 
+# App settings under this prefix override host.json, `__` separating the path segments.
+HOST_SETTINGS_PREFIX = "AzureFunctionsJobHost__"
+THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+PROCESS_COUNT_SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
+
 _SETTING_EXPR = re.compile(r"%([^%\s]+)%")
 # .NET TimeSpan text as host.json uses it: [d.]hh:mm[:ss[.fffffff]]
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
+TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class QueueOptions:
     """The `extensions.queues` section of host.json, with the host's documented defaults."""
 
     batch_size: int = 16
-    new_batch_threshold: int = 8
+    new_batch_threshold: int = 8  #: the host's default is (batch_size // 2) * processor count
     visibility_timeout: float = 0.0  #: seconds before a failed message is visible again
     max_dequeue_count: int = 5
     max_polling_interval: float = 2.0  #: seconds; the documented local default
@@ -77,14 +83,48 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_host_json(script_root: Path, override: Path | None = None) -> dict[str, Any]:
-    """Read `<script_root>/host.json` and deep-merge the override file over it."""
+def load_host_json(script_root: Path, override: Path | None = None,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read `<script_root>/host.json`, deep-merge the override file, then the app settings.
+
+    As in the real host, an app setting `AzureFunctionsJobHost__extensions__queues__batchSize`
+    wins over host.json's `extensions.queues.batchSize`.
+    """
     host_json = read_json_object(script_root / "host.json")
     if override is not None:
         if not override.is_file():
             raise SettingsError(f"host.json override {override} does not exist")
         host_json = deep_merge(host_json, read_json_object(override))
-    return host_json
+    return apply_host_setting_overrides(host_json, environ or {})
+
+
+def apply_host_setting_overrides(host_json: Mapping[str, Any],
+                                 environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return host.json with each `AzureFunctionsJobHost__a__b` app setting written to `a.b`.
+
+    .NET configuration keys are case-insensitive: an override lands on the key host.json
+    already spells that way, and its value stays a string (the readers below accept both).
+    """
+    merged = deep_merge({}, host_json)
+    for name, value in sorted(environ.items()):
+        if name.lower().startswith(HOST_SETTINGS_PREFIX.lower()):
+            path = [p for p in name[len(HOST_SETTINGS_PREFIX):].split("__") if p]
+            if path:
+                _set_path(merged, path, value)
+    return merged
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: str) -> None:
+    for segment in path[:-1]:
+        key = _existing_key(target, segment)
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    target[_existing_key(target, path[-1])] = value
+
+
+def _existing_key(target: Mapping[str, Any], segment: str) -> str:
+    return next((k for k in target if k.lower() == segment.lower()), segment)
 
 
 def load_local_settings(script_root: Path) -> dict[str, Any]:
@@ -163,15 +203,26 @@ def _connection_parts(value: str) -> list[tuple[str, str]]:
     return [(key.strip().lower(), val.strip()) for key, val in pairs]
 
 
-def parse_timespan(value: Any, *, number_unit: float, field: str) -> float:
-    """Return seconds from a TimeSpan string ("00:00:05") or a number in `number_unit` seconds."""
-    if isinstance(value, bool):
-        raise SettingsError(f"{field}: expected a TimeSpan or a number, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value) * number_unit
-    match = _TIMESPAN.match(str(value).strip())
+def parse_timespan(value: Any, *, field: str) -> float:
+    """Return seconds from a .NET TimeSpan string such as "00:00:05" or "1.00:00:00".
+
+    host.json binds time spans through .NET configuration, which reads a bare number as
+    days ("200" is 200 days), never as milliseconds. Rather than guess, a number is refused.
+    """
+    text = str(value).strip()
+    if isinstance(value, bool | int | float) or re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
+        raise SettingsError(
+            f"{field}: {value!r} is a bare number; host.json time spans are .NET TimeSpan "
+            f"strings like \"00:00:02\" (2 s) or \"00:00:00.200\" (200 ms). The Functions host "
+            f"would read {text} as {text} days.")
+    match = TIMESPAN.match(text)
     if match is None:
         raise SettingsError(f"{field}: {value!r} is not a TimeSpan like 00:00:05")
+    return timespan_seconds(match)
+
+
+def timespan_seconds(match: re.Match[str]) -> float:
+    """Seconds in a `TIMESPAN` match: [d.]hh:mm[:ss[.fffffff]]."""
     days, hours, minutes, seconds, fraction = match.groups()
     total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
     return total + (float(f"0.{fraction}") if fraction else 0.0)
@@ -179,32 +230,60 @@ def parse_timespan(value: Any, *, number_unit: float, field: str) -> float:
 
 def route_prefix(host_json: Mapping[str, Any]) -> str:
     """Return `extensions.http.routePrefix` without surrounding slashes (default `api`)."""
-    http = host_json.get("extensions", {}).get("http", {})
-    prefix = http.get("routePrefix", DEFAULT_ROUTE_PREFIX)
+    http = _section(host_json, "extensions", "http")
+    prefix = _get(http, "routePrefix", DEFAULT_ROUTE_PREFIX)
     return str(prefix).strip("/")
 
 
-def queue_options(host_json: Mapping[str, Any]) -> QueueOptions:
-    """Read `extensions.queues` from host.json, filling in the host's defaults."""
-    section = host_json.get("extensions", {}).get("queues", {})
-    batch_size = _int_in_range(section.get("batchSize", 16), "batchSize", 1, 32)
-    threshold = section.get("newBatchThreshold", batch_size // 2)
+def queue_options(host_json: Mapping[str, Any], *, processors: int | None = None) -> QueueOptions:
+    """Read `extensions.queues` from host.json, filling in the host's defaults.
+
+    `maxPollingInterval` defaults to 2 s, the default `func start` uses locally; in Azure the
+    default is 1 minute (QueuePollingIntervals.DefaultMaximum).
+    """
+    section = _section(host_json, "extensions", "queues")
+    batch_size = _int_in_range(_get(section, "batchSize", 16), "batchSize", 1, 32)
+    # QueuesOptions.NewBatchThreshold: (BatchSize / 2) * ProcessorCount unless set.
+    default_threshold = (batch_size // 2) * (processors or os.cpu_count() or 1)
+    threshold = _get(section, "newBatchThreshold", default_threshold)
     defaults = QueueOptions()
     return QueueOptions(
         batch_size=batch_size,
-        new_batch_threshold=_int_in_range(threshold, "newBatchThreshold", 0, 1000),
-        visibility_timeout=parse_timespan(
-            section.get("visibilityTimeout", 0), number_unit=1.0, field="visibilityTimeout"
-        ),
+        new_batch_threshold=_int_in_range(threshold, "newBatchThreshold", 0, 100_000),
+        visibility_timeout=parse_timespan(_get(section, "visibilityTimeout", "00:00:00"),
+                                          field="visibilityTimeout"),
         max_dequeue_count=_int_in_range(
-            section.get("maxDequeueCount", defaults.max_dequeue_count), "maxDequeueCount", 1, 1000
+            _get(section, "maxDequeueCount", defaults.max_dequeue_count), "maxDequeueCount", 1, 1000
         ),
-        # host.json v1 gave this in milliseconds; a TimeSpan string is the current form.
-        max_polling_interval=parse_timespan(
-            section.get("maxPollingInterval", 2000), number_unit=0.001, field="maxPollingInterval"
-        ),
-        message_encoding=_message_encoding(section.get("messageEncoding", "base64")),
+        max_polling_interval=_polling_interval(_get(section, "maxPollingInterval", "00:00:02")),
+        message_encoding=_message_encoding(_get(section, "messageEncoding", "base64")),
     )
+
+
+def _polling_interval(value: Any) -> float:
+    seconds = parse_timespan(value, field="maxPollingInterval")
+    if seconds < 0.1:  # QueuesOptions.MaxPollingInterval refuses less than the 100 ms minimum
+        raise SettingsError("extensions.queues.maxPollingInterval must be at least 00:00:00.100")
+    return seconds
+
+
+def worker_thread_count(environ: Mapping[str, str]) -> int:
+    """PYTHON_THREADPOOL_THREAD_COUNT, or the worker's default: ThreadPoolExecutor's own,
+    min(32, cpu_count + 4)."""
+    raw = environ.get(THREAD_COUNT_SETTING, "").strip()
+    if not raw:
+        return min(32, (os.cpu_count() or 1) + 4)
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{THREAD_COUNT_SETTING}={raw!r} must be a whole number of at least 1")
+    return int(raw)
+
+
+def worker_process_count(environ: Mapping[str, str]) -> int:
+    """FUNCTIONS_WORKER_PROCESS_COUNT (default 1, at most 10, as the host allows)."""
+    raw = environ.get(PROCESS_COUNT_SETTING, "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise SettingsError(f"{PROCESS_COUNT_SETTING}={raw!r} must be a whole number in 1..10")
+    return int(raw)
 
 
 def message_lease_seconds(environ: Mapping[str, str]) -> float:
@@ -221,7 +300,22 @@ def message_lease_seconds(environ: Mapping[str, str]) -> float:
     return seconds
 
 
+def _section(config: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
+    # .NET configuration keys are case-insensitive, host.json's and app settings' alike.
+    for key in path:
+        found = _get(config, key, {})
+        config = found if isinstance(found, Mapping) else {}
+    return config
+
+
+def _get(section: Mapping[str, Any], key: str, default: Any) -> Any:
+    return next((v for k, v in section.items() if k.lower() == key.lower()), default)
+
+
 def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
+    # An AzureFunctionsJobHost__ app setting arrives as a string, as .NET configuration has it.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SettingsError(f"extensions.queues.{field} must be an integer in {low}..{high}")
     return value

@@ -28,7 +28,7 @@ SAMPLE_APP = Path(__file__).parent / "sample_app"
 FAST_QUEUES: dict[str, Any] = {
     "extensions": {
         "queues": {
-            "maxPollingInterval": 200,
+            "maxPollingInterval": "00:00:00.200",
             "visibilityTimeout": "00:00:01",
             "maxDequeueCount": 3,
         }
@@ -125,7 +125,8 @@ def unique_queue_names() -> dict[str, str]:
     """Fresh queue names for every queue setting the sample app reads."""
     tag = uuid.uuid4().hex[:10]
     settings = ("WORK_QUEUE", "RESULTS_QUEUE", "ATTEMPTS_QUEUE", "OUTPUT_QUEUE", "TIMER_QUEUE")
-    return {s: f"t{tag}-{s.split('_')[0].lower()}" for s in settings}
+    names = {s: f"t{tag}-{s.split('_')[0].lower()}" for s in settings}
+    return names | {"POISONED_QUEUE": f"t{tag}-dead-poison"}
 
 
 def write_local_settings(root: Path, values: Mapping[str, str]) -> None:

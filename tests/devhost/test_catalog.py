@@ -16,7 +16,8 @@ from devhost.http import function_methods, function_route
 from tests.devhost.conftest import SAMPLE_APP
 
 SETTINGS = {"WORK_QUEUE": "work-q", "RESULTS_QUEUE": "results-q", "OUTPUT_QUEUE": "out-q",
-            "TIMER_QUEUE": "timer-q", "TIMER_SCHEDULE": "*/5 * * * * *"}
+            "TIMER_QUEUE": "timer-q", "TIMER_SCHEDULE": "*/5 * * * * *",
+            "POISONED_QUEUE": "dead-poison"}
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_discover_skips_unsupported_bindings_with_a_warning(
 def test_discover_leaves_get_functions_usable(sample_app: func.FunctionRegister) -> None:
     discover(sample_app, SETTINGS, directory=SAMPLE_APP)
     discover(sample_app, SETTINGS, directory=SAMPLE_APP)
-    assert len(sample_app.get_functions()) == 18  # the app's own indexing still works once
+    assert len(sample_app.get_functions()) == 21  # the app's own indexing still works once
 
 
 def test_function_route_defaults_to_the_function_name() -> None:
@@ -99,28 +100,82 @@ def test_build_functions_rejects_duplicate_names() -> None:
         build_functions(app)
 
 
-def test_function_whose_parameters_differ_from_its_bindings_is_not_loaded(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def _app_with(handler_source: str) -> func.FunctionApp:
+    """An app with one good HTTP function and one function defined by `handler_source`."""
     app = func.FunctionApp()
 
-    @app.route(route="a")
-    def renamed_parameter(_req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse("a")
+    @app.route(route="good")
+    def good(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("good")
 
-    @app.route(route="b")
-    def extra_parameter(req: func.HttpRequest, extra: str) -> func.HttpResponse:
-        return func.HttpResponse("b")
+    namespace: dict[str, object] = {"func": func, "app": app}
+    exec(handler_source, namespace)  # noqa: S102 - fixed test source
+    return app
 
-    @app.route(route="c")
-    def with_context(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        return func.HttpResponse("c")
 
-    with caplog.at_level(logging.ERROR, logger="devhost.catalog"):
-        specs = discover(app, {}, directory=SAMPLE_APP)
-    assert [s.name for s in specs] == ["with_context"]
-    assert "cannot load the renamed_parameter function" in caplog.text
-    assert "{'_req'}" in caplog.text and "{'extra'}" in caplog.text
+# Registry.add_function in azure_functions_worker/functions.py (azure-functions-python-worker)
+# raises FunctionLoadError for each of these, and the worker's metadata request then fails
+# indexing of the whole app: no function of it runs, not only the broken one.
+LOAD_ERRORS = {
+    "parameter not in the bindings": (
+        "@app.route(route='a')\n"
+        "def renamed(_req: func.HttpRequest) -> func.HttpResponse: ...",
+        "declared in Python but not in the function definition"),
+    "binding not in the parameters": (
+        "@app.route(route='a')\n"
+        "@app.queue_output(arg_name='out', queue_name='q', connection='AzureWebJobsStorage')\n"
+        "def missing(req: func.HttpRequest) -> func.HttpResponse: ...",
+        "declared in the function definition but not in Python"),
+    "out binding without Out annotation": (
+        "@app.route(route='a')\n"
+        "@app.queue_output(arg_name='out', queue_name='q', connection='AzureWebJobsStorage')\n"
+        "def not_out(req: func.HttpRequest, out: str) -> func.HttpResponse: ...",
+        'declared to have the "out" direction'),
+    "in binding with Out annotation": (
+        "@app.queue_trigger(arg_name='msg', queue_name='q', connection='AzureWebJobsStorage')\n"
+        "def out_in(msg: func.Out[str]) -> None: ...",
+        'declared to have the "in" direction'),
+    "context of another type": (
+        "@app.route(route='a')\n"
+        "def bad_context(req: func.HttpRequest, context: str) -> func.HttpResponse: ...",
+        'the "context" parameter is expected to be of type azure.functions.Context'),
+    "annotation that does not fit the binding": (
+        "@app.route(route='a')\n"
+        "def wrong_type(req: func.QueueMessage) -> func.HttpResponse: ...",
+        'does not match its Python annotation "QueueMessage"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOAD_ERRORS))
+def test_worker_load_error_fails_indexing_of_the_whole_app(case: str) -> None:
+    source, message = LOAD_ERRORS[case]
+    with pytest.raises(CatalogError, match="Worker failed to index functions") as raised:
+        discover(_app_with(source), {}, directory=SAMPLE_APP)
+    assert message in str(raised.value)
+
+
+def test_worker_accepts_context_str_bytes_and_list_outputs() -> None:
+    app = _app_with(
+        "import typing\n"
+        "@app.queue_trigger(arg_name='msg', queue_name='q', connection='AzureWebJobsStorage')\n"
+        "@app.queue_output(arg_name='out', queue_name='o', connection='AzureWebJobsStorage')\n"
+        "def fine(msg: bytes, out: func.Out[typing.List[str]], context: func.Context) -> None: ...")
+    specs = {s.name: s for s in discover(app, {}, directory=SAMPLE_APP)}
+    assert specs["fine"].loaded.requires_context
+    assert specs["fine"].loaded.parameters["msg"] == ("generic", bytes)
+
+
+def test_queue_names_are_lower_cased() -> None:
+    # QueueTriggerAttributeBindingProvider.NormalizeAndValidate in the storage queue extension:
+    # "must be lowercase. coerce here to be nice."
+    app = _app_with(
+        "@app.queue_trigger(arg_name='msg', queue_name='%Q%', connection='AzureWebJobsStorage')\n"
+        "@app.queue_output(arg_name='out', queue_name='Results-Q', "
+        "connection='AzureWebJobsStorage')\n"
+        "def shouty(msg: func.QueueMessage, out: func.Out[str]) -> None: ...")
+    specs = {s.name: s for s in discover(app, {"Q": "Work-Q"}, directory=SAMPLE_APP)}
+    assert specs["shouty"].trigger.get("queueName") == "work-q"
+    assert specs["shouty"].outputs[0].get("queueName") == "results-q"
 
 
 def test_find_app_needs_exactly_one_function_app() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,8 @@ def test_http_echo_gets_route_params_query_headers_and_absolute_url(http_host: S
     seen = response.json()
     assert seen["url"] == f"{http_host.url}/echo/bob?x=1&x=2&y="
     assert seen["route_params"] == {"name": "bob"}
-    assert seen["params"] == {"x": "1,2", "y": ""}
+    # ToRpcHttp: repeated values joined with ",", blank values dropped.
+    assert seen["params"] == {"x": "1,2"}
     assert seen["headers"]["x-test"] == "hi"
     assert seen["method"] == "GET"
 
@@ -69,12 +71,73 @@ def test_http_unknown_path_is_404(http_host: SampleHost) -> None:
     assert requests.get(f"{http_host.process.base_url}/echo/bob", timeout=10).status_code == 404
 
 
-def test_http_wrong_method_is_405_with_allow_header(http_host: SampleHost) -> None:
+def test_http_wrong_method_is_404_without_allow_header(http_host: SampleHost) -> None:
+    # WebScriptHostHttpRoutesManager (azure-functions-host) maps each function's methods as an
+    # HttpMethodRouteConstraint: a method the function does not declare matches no route.
     response = requests.put(f"{http_host.url}/echo/bob", timeout=10)
-    assert response.status_code == 405
-    assert response.headers["Allow"] == "GET, POST"
-    assert requests.get(f"{http_host.url}/things/a", timeout=10).status_code == 405
+    assert response.status_code == 404
+    assert "Allow" not in response.headers
+    assert requests.get(f"{http_host.url}/things/a", timeout=10).status_code == 404
     assert requests.delete(f"{http_host.url}/things/a", timeout=10).status_code == 204
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "TRACE", "PROPFIND"])
+def test_http_undeclared_head_options_and_trace_are_404(http_host: SampleHost,
+                                                        method: str) -> None:
+    # The same method constraint: HEAD is not GET, and Kestrel routes TRACE like any method
+    # (http.server would answer 501, a 5xx, for a method it has no handler for).
+    response = requests.request(method, f"{http_host.url}/echo/bob", timeout=10)
+    assert response.status_code == 404
+    assert "Allow" not in response.headers
+
+
+def test_http_repeated_headers_are_joined_with_a_comma(http_host: SampleHost) -> None:
+    # ToRpcHttp passes each header's StringValues as one string: values joined with ",".
+    raw = _raw_request(http_host, b"GET /api/echo/bob HTTP/1.1\r\nHost: h\r\n"
+                       b"X-Test: one\r\nX-Test: two\r\nConnection: close\r\n\r\n")
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["headers"]["x-test"] == "one,two"
+
+
+def test_http_chunked_body_without_content_length_reaches_the_function_empty(
+        http_host: SampleHost) -> None:
+    # ToRpcHttp sends a body only when Content-Length > 0.
+    raw = _raw_request(http_host, b"POST /api/echo/bob HTTP/1.1\r\nHost: h\r\n"
+                       b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                       b"5\r\nhello\r\n0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.0 200")
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["body"] == ""
+
+
+def test_http_url_keeps_encoded_slash_and_decodes_the_rest(http_host: SampleHost) -> None:
+    # The URL comes from ASP.NET's decoded PathString, in which %2F stays encoded.
+    response = requests.get(f"{http_host.url}/echo/a%20b%2Fc?q=%20", timeout=10)
+    seen = response.json()
+    assert seen["url"] == f"{http_host.url}/echo/a b%2Fc?q=%20"
+    assert seen["route_params"] == {"name": "a b%2Fc"}
+
+
+def test_http_route_under_admin_is_in_error_and_not_served(http_host: SampleHost) -> None:
+    # ScriptHost.ValidateHttpFunction refuses routes starting with "admin" or "runtime".
+    assert requests.get(f"{http_host.url}/administration/status", timeout=10).status_code == 404
+    assert ("The function reserved_route is in error: The specified route conflicts with one "
+            "or more built in routes.") in http_host.process.stderr()
+
+
+def test_http_duplicate_route_and_method_is_in_error(http_host: SampleHost) -> None:
+    # ScriptHost.HttpRoutesConflict: same route (case and slashes aside), shared method.
+    response = requests.put(f"{http_host.url}/echo/bob", timeout=10)
+    assert response.status_code == 404  # echo_again (POST, PUT) was never mapped
+    assert ("The function echo_again is in error: The route specified conflicts with the route "
+            "defined by function 'echo'.") in http_host.process.stderr()
+
+
+def _raw_request(host: SampleHost, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", host.process.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_http_function_without_methods_accepts_any_method(http_host: SampleHost) -> None:
@@ -107,7 +170,7 @@ def test_http_exception_is_500_without_detail_and_logged(http_host: SampleHost) 
     assert "RuntimeError: secret detail 4711" in http_host.process.stderr()
 
 
-def test_http_requests_are_served_in_parallel(http_host: SampleHost) -> None:
+def test_http_requests_are_served_in_parallel_by_the_worker_pool(http_host: SampleHost) -> None:
     started = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
         responses = list(pool.map(

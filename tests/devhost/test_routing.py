@@ -1,4 +1,8 @@
-"""Route templates and the 404/405 decision, without a server."""
+"""Route templates and the match-or-404 decision, without a server.
+
+The host maps each function's methods as a route constraint (WebScriptHostHttpRoutesManager in
+Azure/azure-functions-host), so a wrong method matches no route: 404, never 405.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import pytest
 from devhost.errors import RouteError
 from devhost.routing import (
     Matched,
-    MethodNotAllowed,
     NotFound,
     Route,
     Router,
     compile_template,
+    decode_path,
     join_route,
+    route_problem,
+    routes_conflict,
 )
 
 GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
@@ -36,8 +42,11 @@ def test_template_literals_match_case_insensitively() -> None:
     assert compile_template("api/Jobs").match("/API/jobs") == {}
 
 
-def test_template_parameter_values_are_percent_decoded() -> None:
-    assert compile_template("files/{name}").match("/files/a%20b%2Fc") == {"name": "a b/c"}
+def test_path_is_percent_decoded_except_encoded_slashes() -> None:
+    # ToRpcHttp builds the URL from ASP.NET's decoded PathString, in which %2F stays encoded.
+    assert decode_path("/files/a%20b%2Fc%2f") == "/files/a b%2Fc%2F"
+    assert compile_template("files/{name}").match(decode_path("/files/a%20b%2Fc")) == {
+        "name": "a b%2Fc"}
 
 
 def test_template_guid_constraint_accepts_guids_only() -> None:
@@ -95,10 +104,12 @@ def test_router_unknown_path_is_not_found() -> None:
     assert isinstance(router(("api/jobs", ["POST"], "submit")).resolve("GET", "/api/x"), NotFound)
 
 
-def test_router_known_path_with_other_method_is_405_listing_allowed_methods() -> None:
+def test_router_known_path_with_other_method_is_not_found() -> None:
+    # HttpMethodRouteConstraint on each route (WebScriptHostHttpRoutesManager): no 405.
     found = router(("api/jobs", ["POST"], "submit"), ("api/jobs", ["PUT"], "replace")).resolve(
         "GET", "/api/jobs")
-    assert found == MethodNotAllowed(frozenset({"POST", "PUT"}))
+    assert found == NotFound()
+    assert not hasattr(found, "allowed")
 
 
 def test_router_method_matching_is_case_insensitive_and_none_means_any() -> None:
@@ -127,3 +138,59 @@ def test_router_constrained_parameter_beats_plain_parameter() -> None:
 def test_router_path_match_with_wrong_method_falls_through_to_a_later_route() -> None:
     routes = router(("api/jobs/stats", ["POST"], "reset"), ("api/jobs/{id}", ["GET"], "by_id"))
     assert routes.resolve("GET", "/api/jobs/stats") == Matched("by_id", {"id": "stats"})
+
+
+# WebJobsRouteBuilder.Build (azure-webjobs-sdk-extensions) sorts the function routes with its
+# RouteComparison before they go into the RouteCollection, which takes the first match.
+
+
+def test_router_longer_specific_template_beats_catch_all() -> None:
+    # Segment by segment: a literal before a parameter (a catch-all is a parameter).
+    routes = router(("files/{*rest}", ["GET"], "any"), ("files/special/{name}", ["GET"], "special"))
+    assert routes.resolve("GET", "/files/special/x") == Matched("special", {"name": "x"})
+    assert routes.resolve("GET", "/files/other/x") == Matched("any", {"rest": "other/x"})
+
+
+@pytest.mark.parametrize("route", ["admin/jobs", "/Admin", "administration/x", "runtime/webhooks",
+                                   "runtimes"])
+def test_route_under_admin_or_runtime_is_refused(route: str) -> None:
+    # ScriptHost.ValidateHttpFunction: the route, trimmed and lower-cased, must not start
+    # with "admin" or "runtime" (the host's own endpoints).
+    assert route_problem(route) == "The specified route conflicts with one or more built in routes."
+
+
+def test_route_elsewhere_is_accepted() -> None:
+    assert route_problem("jobs/{id}") is None
+    assert route_problem("my/admin") is None
+
+
+def test_routes_conflict_on_the_same_route_with_shared_methods() -> None:
+    # ScriptHost.HttpRoutesConflict: same route ignoring case and slashes, and the methods
+    # intersect or either function takes every method.
+    get, post = frozenset({"GET"}), frozenset({"POST"})
+    assert routes_conflict("jobs/{id}", get, "/Jobs/{id}/", get)
+    assert routes_conflict("jobs", None, "jobs", post)
+    assert not routes_conflict("jobs", get, "jobs", post)
+    assert not routes_conflict("jobs", get, "jobs/{id}", get)
+
+
+def test_router_longer_template_is_tried_before_the_shorter_one_it_extends() -> None:
+    # RouteComparison puts x first when y runs out of segments: an optional last parameter
+    # makes the longer template match the shorter path too, and it wins.
+    routes = router(("n/{a}", ["GET"], "short"), ("n/{a}/{b?}", ["GET"], "long"))
+    assert routes.resolve("GET", "/n/1") == Matched("long", {"a": "1"})
+    assert routes.resolve("GET", "/n/1/2") == Matched("long", {"a": "1", "b": "2"})
+
+
+def test_router_parameter_with_more_constraints_is_tried_first() -> None:
+    routes = router(("v/{x:int}", ["GET"], "one"), ("v/{x:int:bool}", ["GET"], "two"),
+                    ("v/{x}", ["GET"], "none"))
+    assert [r.target for r in routes.routes] == ["two", "one", "none"]
+
+
+def test_router_order_does_not_depend_on_declaration_order() -> None:
+    declared = [("api/{*all}", None, "catch"), ("api/jobs/{id}", ["GET"], "job"),
+                ("api/jobs/stats", ["GET"], "stats"), ("api/jobs", ["POST"], "submit")]
+    forward = [r.target for r in router(*declared).routes]
+    backward = [r.target for r in router(*reversed(declared)).routes]
+    assert forward == backward == ["stats", "job", "submit", "catch"]

@@ -22,6 +22,8 @@ from devhost.settings import (
     queue_options,
     resolve_expression,
     route_prefix,
+    worker_process_count,
+    worker_thread_count,
 )
 
 AZURITE_KEY = (
@@ -102,38 +104,93 @@ def test_missing_connection_setting_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "unit", "seconds"),
-    [("00:00:05", 1.0, 5.0), ("00:01:00", 1.0, 60.0), ("1.00:00:00", 1.0, 86400.0),
-     ("00:00:00.250", 1.0, 0.25), (3, 1.0, 3.0), (2000, 0.001, 2.0), (200, 0.001, 0.2)],
+    ("value", "seconds"),
+    [("00:00:05", 5.0), ("00:01:00", 60.0), ("1.00:00:00", 86400.0), ("00:00:00.250", 0.25)],
 )
-def test_parse_timespan_reads_timespans_and_numbers(value: object, unit: float,
-                                                    seconds: float) -> None:
-    assert parse_timespan(value, number_unit=unit, field="f") == pytest.approx(seconds)
+def test_parse_timespan_reads_dotnet_timespans(value: str, seconds: float) -> None:
+    assert parse_timespan(value, field="f") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", [200, 2.5, "200", "3"])
+def test_time_span_given_as_a_bare_number_is_rejected_with_a_clear_error(value: object) -> None:
+    # host.json binds through .NET configuration (TimeSpan), where "200" is 200 days, not
+    # milliseconds: the local host refuses to guess.
+    with pytest.raises(SettingsError, match="bare number") as raised:
+        parse_timespan(value, field="maxPollingInterval")
+    assert "00:00:00.200" in str(raised.value) and "days" in str(raised.value)
 
 
 @pytest.mark.parametrize("value", ["5 seconds", "", True, "00:00:99:1"])
 def test_parse_timespan_rejects_other_values(value: object) -> None:
     with pytest.raises(SettingsError):
-        parse_timespan(value, number_unit=1.0, field="f")
+        parse_timespan(value, field="f")
 
 
-def test_queue_options_default_to_the_hosts_documented_values() -> None:
-    assert queue_options({}) == QueueOptions(batch_size=16, new_batch_threshold=8,
-                                             visibility_timeout=0.0, max_dequeue_count=5,
-                                             max_polling_interval=2.0, message_encoding="base64")
+def test_queue_options_default_to_the_hosts_values() -> None:
+    # QueuesOptions: batchSize 16, NewBatchThreshold (BatchSize / 2) * ProcessorCount,
+    # visibilityTimeout zero, maxDequeueCount 5. maxPollingInterval: 2 s in a Development
+    # environment such as func start (StorageQueuesWebJobsBuilderExtensions.
+    # AddAzureStorageQueues), else QueuePollingIntervals.DefaultMaximum, 1 minute.
+    assert queue_options({}, processors=2) == QueueOptions(
+        batch_size=16, new_batch_threshold=16, visibility_timeout=0.0, max_dequeue_count=5,
+        max_polling_interval=2.0, message_encoding="base64")
+
+
+def test_new_batch_threshold_default_scales_with_processors() -> None:
+    # QueuesOptions.NewBatchThreshold: "(BatchSize / 2) * processorCount" when not set.
+    queues = {"extensions": {"queues": {"batchSize": 8}}}
+    assert queue_options(queues, processors=1).new_batch_threshold == 4
+    assert queue_options(queues, processors=4).new_batch_threshold == 16
+    explicit = {"extensions": {"queues": {"batchSize": 8, "newBatchThreshold": 1}}}
+    assert queue_options(explicit, processors=4).new_batch_threshold == 1
+
+
+def test_app_setting_overrides_host_json(tmp_path: Path) -> None:
+    # The host adds the AzureFunctionsJobHost__ app settings as a configuration source over
+    # host.json; `__` separates the path and keys compare case-insensitively.
+    (tmp_path / "host.json").write_text(json.dumps(
+        {"extensions": {"queues": {"maxDequeueCount": 5, "batchSize": 8}}}))
+    env = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "3",
+           "AzureFunctionsJobHost__Extensions__Queues__VisibilityTimeout": "00:00:04",
+           "azurefunctionsjobhost__extensions__http__routePrefix": "v1"}
+    loaded = load_host_json(tmp_path, environ=env)
+    options = queue_options(loaded)
+    assert (options.max_dequeue_count, options.batch_size) == (3, 8)
+    assert options.visibility_timeout == 4.0
+    assert route_prefix(loaded) == "v1"
+
+
+def test_worker_thread_count_defaults_like_the_python_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dispatcher._get_sync_tp_max_workers: no setting means ThreadPoolExecutor's own default,
+    # min(32, cpu_count + 4); the setting must be a whole number of at least 1.
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert worker_thread_count({}) == 6
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert worker_thread_count({}) == 32
+    assert worker_thread_count({"PYTHON_THREADPOOL_THREAD_COUNT": "3"}) == 3
+    with pytest.raises(SettingsError):
+        worker_thread_count({"PYTHON_THREADPOOL_THREAD_COUNT": "0"})
+
+
+def test_worker_process_count_reads_the_setting() -> None:
+    assert worker_process_count({}) == 1
+    assert worker_process_count({"FUNCTIONS_WORKER_PROCESS_COUNT": "4"}) == 4
+    with pytest.raises(SettingsError):
+        worker_process_count({"FUNCTIONS_WORKER_PROCESS_COUNT": "11"})
 
 
 def test_queue_options_read_host_json() -> None:
     options = queue_options({"extensions": {"queues": {
         "batchSize": 4, "visibilityTimeout": "00:00:02", "maxDequeueCount": 2,
-        "maxPollingInterval": "00:00:00.200", "messageEncoding": "None"}}})
+        "maxPollingInterval": "00:00:00.200", "messageEncoding": "None"}}}, processors=1)
     assert options == QueueOptions(batch_size=4, new_batch_threshold=2, visibility_timeout=2.0,
                                    max_dequeue_count=2, max_polling_interval=0.2,
                                    message_encoding="none")
 
 
 @pytest.mark.parametrize("queues", [{"batchSize": 33}, {"batchSize": 0},
-                                    {"messageEncoding": "utf8"}, {"maxDequeueCount": "3"}])
+                                    {"messageEncoding": "utf8"}, {"maxDequeueCount": "three"}])
 def test_queue_options_reject_invalid_values(queues: dict[str, object]) -> None:
     with pytest.raises(SettingsError):
         queue_options({"extensions": {"queues": queues}})

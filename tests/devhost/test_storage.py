@@ -1,13 +1,16 @@
-"""The queue message codec, output values and polling back-off (pure)."""
+"""The queue message codec, the output values the worker encodes, and polling back-off (pure)."""
 
 from __future__ import annotations
+
+import json
 
 import azure.functions as func
 import pytest
 
 from devhost.errors import MessageDecodeError
 from devhost.queues import Backoff
-from devhost.storage import decode_message, encode_message, message_bodies
+from devhost.storage import decode_message, encode_message
+from devhost.worker import queue_output_bodies
 
 
 def test_base64_encoding_round_trips_text_and_binary() -> None:
@@ -27,15 +30,36 @@ def test_none_encoding_passes_text_through() -> None:
     assert decode_message("not base64!", "none") == b"not base64!"
 
 
-def test_message_bodies_accept_str_bytes_queue_messages_and_lists() -> None:
-    assert message_bodies("one") == [b"one"]
-    assert message_bodies(b"\x01") == [b"\x01"]
-    assert message_bodies(["a", b"b", func.QueueMessage(body="c")]) == [b"a", b"b", b"c"]
-
-
-def test_message_bodies_reject_other_types() -> None:
+def test_str_or_bytes_output_annotation_sends_the_value_itself() -> None:
+    # functions.py binds Out[str]/Out[bytes] through the worker's GenericBinding.
+    assert queue_output_bodies("generic", "one") == [b"one"]
+    assert queue_output_bodies("generic", b"\x01") == [b"\x01"]
     with pytest.raises(TypeError):
-        message_bodies({"not": "a message"})
+        queue_output_bodies("generic", ["a", "b"])
+
+
+def test_queue_message_output_is_sent_as_json() -> None:
+    # QueueMessageOutConverter.encode (azure-functions): a QueueMessage becomes the JSON
+    # {"id", "body"}, not its body.
+    [sent] = queue_output_bodies("queue", func.QueueMessage(id="m1", body="hello"))
+    assert json.loads(sent) == {"id": "m1", "body": "hello"}
+
+
+def test_list_output_sends_one_message_per_str_or_queue_message() -> None:
+    sent = queue_output_bodies("queue", ["a", func.QueueMessage(body="c")])
+    assert sent[0] == b"a"
+    assert json.loads(sent[1]) == {"id": None, "body": "c"}
+
+
+def test_bytes_inside_a_list_output_are_refused() -> None:
+    # QueueMessageOutConverter.encode: "invalid data type in output queue message list".
+    with pytest.raises(NotImplementedError, match="invalid data type"):
+        queue_output_bodies("queue", ["a", b"b"])
+
+
+def test_other_output_values_are_refused() -> None:
+    with pytest.raises(NotImplementedError):
+        queue_output_bodies("queue", 42)
 
 
 def test_polling_backoff_doubles_up_to_the_maximum_and_resets() -> None:

@@ -1,4 +1,4 @@
-"""Timer triggers through a real host process: NCRONTAB schedule and runOnStartup."""
+"""Timer triggers through a real host process: schedule, runOnStartup, the admin endpoint."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import statistics
 from itertools import pairwise
 
 import pytest
+import requests
 
 from tests.devhost.conftest import HostFactory, collect_json
 
@@ -29,3 +30,29 @@ def test_timer_run_on_startup_fires_once_at_start(start_host: HostFactory) -> No
     runs = collect_json(host.queue("TIMER_QUEUE"), count=2, timeout=1.5)
     assert [r["function"] for r in runs] == ["startup_tick"]
     assert runs[0]["past_due"] is False
+
+
+def test_admin_endpoint_runs_a_timer_function_now(start_host: HostFactory) -> None:
+    # The host's admin Invoke (POST admin/functions/{name}, body {"input": ...}) answers 202
+    # and runs the function in the background; `func start` needs no key for it.
+    host = start_host()
+    collect_json(host.queue("TIMER_QUEUE"), count=1, timeout=5)  # startup_tick's run
+    base = host.process.base_url
+    answer = requests.post(f"{base}/admin/functions/TICK", json={"input": ""}, timeout=10)
+    assert answer.status_code == 202
+    [run] = collect_json(host.queue("TIMER_QUEUE"), count=1, timeout=5)
+    assert run["function"] == "tick"
+    assert requests.post(f"{base}/admin/functions/nope", json={"input": ""},
+                         timeout=10).status_code == 404
+    assert requests.post(f"{base}/admin/functions/tick", data="not json",
+                         timeout=10).status_code == 400
+    assert requests.get(f"{base}/admin/functions/tick", timeout=10).status_code == 404
+
+
+def test_admin_endpoint_puts_the_input_in_a_queue_message(start_host: HostFactory) -> None:
+    host = start_host()
+    answer = requests.post(f"{host.process.base_url}/admin/functions/work",
+                           json={"input": "from admin"}, timeout=10)
+    assert answer.status_code == 202
+    [record] = collect_json(host.queue("RESULTS_QUEUE"), count=1, timeout=5)
+    assert record["body"] == "from admin"

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_DEQUEUE = 3
 # Short intervals so retries and crash recovery take seconds, not minutes.
 HOST_JSON = {"extensions": {"queues": {
-    "maxPollingInterval": 200, "visibilityTimeout": "00:00:01", "maxDequeueCount": MAX_DEQUEUE,
+    "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
+    "maxDequeueCount": MAX_DEQUEUE,
 }}}
 APP_ENV = {
     "JOB_HANDLER_MODULES": "tests.e2e.handlers",

@@ -7,6 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from tests.e2e.conftest import EXAMPLE, MAX_DEQUEUE, JobApp, wait_until
 
@@ -46,7 +47,12 @@ def test_e2e_bad_input_leaves_no_row_and_no_message(
     table.create_table()  # nothing made it: the table may not even exist yet
     assert list(table.list_entities()) == []
     queue = job_app.queue("job-requests")
-    assert queue.peek_messages(max_messages=32) == []
+    # The queue listener never creates its queue (nor does the real host's): only a sent
+    # message does, so a missing queue means nothing was sent.
+    try:
+        assert queue.peek_messages(max_messages=32) == []
+    except ResourceNotFoundError:
+        pass
 
 
 def test_e2e_handler_always_failing_ends_failed_and_poisoned(job_app: JobApp) -> None:
@@ -64,7 +70,10 @@ def test_e2e_host_killed_mid_run_loses_no_job(job_app: JobApp) -> None:
     assert job_app.host is not None
     ids = [job_app.submit({**EXAMPLE, "job_type": "slow", "payload": {"seconds": 0.3}}
                           ).json()["job_id"] for _ in range(40)]
-    wait_until(lambda: any(job_app.status(i)["status"] == "running" for i in ids), 20)
+    # One table query per probe, not a GET per job: GETs share the worker's thread pool with
+    # the running jobs, as under the real Python worker, and would see them only once done.
+    running = "RowKey eq 'job' and status eq 'running'"
+    wait_until(lambda: next(iter(job_app.table().query_entities(running)), None), 20)
     job_app.host.kill()
     job_app.host.cleanup()
     job_app.start()

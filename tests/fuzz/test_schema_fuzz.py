@@ -37,7 +37,10 @@ EXCLUDED = ["use_after_free", "positive_data_acceptance", "unsupported_method"]
 def fuzzed_app() -> Iterator[JobApp]:
     # Neither func start nor devhost checks function keys, so the document the app serves under
     # FUNCTION would promise a 401 no local host gives; ANONYMOUS declares what it does.
-    yield from serve(JOB_HANDLER_MODULES="", JOBS_AUTH_LEVEL="ANONYMOUS")
+    # The worker is disabled, so that jobs stay accepted: the stateful phase's DELETE after a
+    # POST then reaches a cancel (200), however fast a worker would have finished the job.
+    yield from serve(JOB_HANDLER_MODULES="", JOBS_AUTH_LEVEL="ANONYMOUS",
+                     **{"AzureWebJobs.process_job.Disabled": "true"})
 
 
 def test_fuzz_all_checks_find_nothing(fuzzed_app: JobApp, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
@@ -25,7 +26,8 @@ from tests.support.azurite import ACCOUNT_KEY, Azurite
 ROOT = Path(__file__).resolve().parents[2]
 MAX_DEQUEUE = 5
 HOST_JSON = {"extensions": {"queues": {
-    "maxPollingInterval": 200, "visibilityTimeout": "00:00:01", "maxDequeueCount": MAX_DEQUEUE,
+    "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
+    "maxDequeueCount": MAX_DEQUEUE,
     "batchSize": 16, "newBatchThreshold": 8,
 }}}
 REPORT_DIR = ROOT / "build" / "reliability"
@@ -125,7 +127,13 @@ class Rig:
         """Put a message straight on a queue: base64, as the host writes, or raw bytes-as-text."""
         raw = text.encode() if isinstance(text, str) else text
         body = base64.b64encode(raw).decode() if as_host else raw.decode()
-        self.queue(name).send_message(body)
+        queue = self.queue(name)
+        try:
+            queue.send_message(body)
+        except ResourceNotFoundError:
+            # The host's listener never creates its queue; only an output binding does.
+            queue.create_queue()
+            queue.send_message(body)
 
     def jobs(self) -> dict[str, dict[str, Any]]:
         rows = self.table().query_entities("RowKey eq 'job'")

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from typing import List  # noqa: UP035 - azure-functions checks typing.List, not list[str]
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
@@ -83,12 +84,24 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="enqueue", methods=["POST"])
 @app.queue_output(arg_name="message", queue_name="%OUTPUT_QUEUE%", connection=STORAGE)
-def enqueue(req: func.HttpRequest, message: func.Out[str | list[str]]) -> func.HttpResponse:
+def enqueue(req: func.HttpRequest, message: func.Out[List[str]]) -> func.HttpResponse:  # noqa: UP006
     text = req.get_body().decode()
     message.set(text.split(",") if "," in text else text)
     if req.params.get("fail"):
         raise RuntimeError("failed after setting the output")
     return func.HttpResponse("queued", status_code=202)
+
+
+@app.route(route="administration/status", methods=["GET"])
+def reserved_route(req: func.HttpRequest) -> func.HttpResponse:
+    """Under the host's reserved `admin` prefix: the host puts it in error and never serves it."""
+    return func.HttpResponse("served")
+
+
+@app.route(route="Echo/{name}/", methods=["POST", "PUT"])
+def echo_again(req: func.HttpRequest) -> func.HttpResponse:
+    """The same route as `echo` with an overlapping method: in error, never served."""
+    return func.HttpResponse("echo_again")
 
 
 @app.route(route="slow", methods=["GET"])
@@ -153,6 +166,16 @@ def work(msg: func.QueueMessage, result: func.Out[str]) -> None:
         time.sleep(float(body.split(":", 1)[1]))
     if body.startswith("stall:") and msg.dequeue_count == 1:
         time.sleep(float(body.split(":", 1)[1]))  # only the first delivery hangs
+    if body == "fail":
+        raise RuntimeError("asked to fail")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%POISONED_QUEUE%", connection=STORAGE)
+def poisoned(msg: func.QueueMessage) -> None:
+    """A trigger on a queue whose name ends in -poison, which has no poison queue of its own."""
+    body = msg.get_body().decode()
+    _record_attempt({"id": msg.id, "body": body, "dequeue_count": msg.dequeue_count,
+                     "at": time.time()})
     if body == "fail":
         raise RuntimeError("asked to fail")
 
