@@ -7,12 +7,20 @@ and `EXPLORE_EXAMPLES=<n>` changes the number of examples (a quick look while de
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient
 from hypothesis import HealthCheck, settings
 
-from tests.explore import faults
+from jobs import handlers
+from tests.explore import faults, machine
+from tests.explore.faults import FaultyTransport
+from tests.explore.host import Clock
 from tests.explore.machine import Stats
 
 # Every step does real storage I/O against Azurite on a shared machine, so the time
@@ -56,3 +64,57 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"| violated: {name} | {count} |")
     for name, count in sorted(stats.ignored.items()):
         write(f"| IGNORED (EXPLORE_IGNORE) violations of {name} | {count} |")
+
+
+@pytest.fixture
+def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest.MonkeyPatch
+                 ) -> Iterator[machine.Run]:
+    """The app on a table of its own, its storage behind a faulty transport, a fake clock."""
+    import dataclasses
+
+    import function_app
+    from jobs import lifecycle, store
+    transport = FaultyTransport(RequestsTransport())
+    monkeypatch.setattr(store, "EXTRA_CLIENT_OPTIONS",
+                        {"transport": transport, "retry_backoff_factor": 0})
+    store.default_store.cache_clear()
+    clock = Clock()
+    monkeypatch.setattr(function_app, "clock", clock, raising=False)
+    monkeypatch.setattr(lifecycle, "datetime", _clock_datetime(clock))
+    base = dataclasses.replace(function_app.settings, max_dequeue_count=machine.MAX_DEQUEUE_COUNT)
+    monkeypatch.setattr(function_app, "settings", base)
+    handlers.register(machine.JOB_TYPE)(machine.explore_handler)
+    # The app logs a line per transition; thousands of examples need none of them.
+    jobs_log = logging.getLogger("jobs")
+    level = jobs_log.level
+    jobs_log.setLevel(logging.ERROR)
+    table = TableClient.from_connection_string(storage_connection, table_name=app_settings)
+    store.default_store()  # creates the table, before any fault is armed
+    run = machine.Run(app=function_app, functions=_functions(function_app), transport=transport,
+                      table=table, clock=clock, base_settings=base, stats=machine.Stats())
+    monkeypatch.setattr(machine, "RUN", run)
+    try:
+        yield run
+    finally:
+        jobs_log.setLevel(level)
+        handlers.unregister(machine.JOB_TYPE)
+        store.default_store.cache_clear()
+
+
+def _functions(app_module: Any) -> dict[str, Callable[..., Any]]:
+    from tests.support.functions import user_functions
+
+    return user_functions(app_module.app)
+
+
+def _clock_datetime(clock: Clock) -> type:
+    """jobs.lifecycle's `datetime`, whose now() is the explorer's clock: the default clock
+    of every function that is not handed one."""
+    from datetime import datetime
+
+    class ClockDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return clock()
+
+    return ClockDatetime
