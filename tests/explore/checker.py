@@ -152,16 +152,11 @@ class Checker:
             self.violated("retry_after", f"{function} answered 503 without Retry-After")
 
     def accepted_for(self, key: str | None, job_id: str) -> None:
-        """A 202 named `job_id`; with a key, no other job 202'd for that key may be stored."""
+        """A 202 named `job_id`; checked against the table after the step."""
         self.accepted_jobs.add(job_id)
         self.fresh.add(job_id)
-        if key is None:
-            return
-        for other in self.accepted.setdefault(key, []):
-            if other != job_id and other not in self.gone:
-                self.violated("one_job_per_key", f"key {key!r}: 202 named {job_id} while "
-                                f"{other}, 202'd earlier for the same key, is not purged")
-        self.accepted[key].append(job_id)
+        if key is not None:
+            self.accepted.setdefault(key, []).append(job_id)
 
     def seen_record(self, job_id: str, status: str, result: Any, error: Any) -> None:
         """A GET or DELETE answered 200 with this record."""
@@ -199,6 +194,11 @@ class Checker:
         self.fresh.clear()
 
     def _judge_keys(self, rows: list[Row]) -> None:
+        stored = {row.job_id for row in rows}
+        for key, named in self.accepted.items():
+            alive = sorted({job_id for job_id in named if job_id in stored})
+            if len(alive) > 1:
+                self.violated("one_job_per_key", f"key {key!r}: 202s named {alive}, all stored")
         by_key: dict[str, list[str]] = {}
         for row in rows:
             if row.key_row:
