@@ -221,6 +221,9 @@ class Checker:
             self.final[job_id] = final
 
     def _judge_deletion(self, before: Row, purge: PurgeRun | None) -> None:
+        unanswered = before.job_id not in self.accepted_jobs
+        if purge is None and before.status == "accepted" and unanswered:
+            return  # a submit took back the row of a job it never answered for
         if purge is None:
             self.violated("purge_after_retention",
                             f"job {before.job_id} ({before.status}) vanished outside a purge run")
