@@ -28,7 +28,7 @@ from jobs.logs import job_fields, log_context
 from jobs.messages import decode_message
 from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
 from jobs.settings import Settings
-from jobs.store import MAX_TEXT_PROPERTY, JobStore, Versioned
+from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +83,14 @@ class _Run:
               settings: Settings, clock: Clock) -> _Run | Outcome:
         """Claim the job for this delivery, or say why it may not run now."""
         def decide(record: JobRecord) -> JobRecord | None:
-            if record.token != message.token:
-                return None
             if lifecycle.holds_claim(record, claim):
                 return record
             if not lifecycle.may_claim(record, claim):
                 return None
             return lifecycle.start(record, claim, now=clock())
 
-        try:
-            current = store.update(message.job_id, decide)
-        except JobNotFound:
-            log.warning("dropped: the message names no job")
-            return Outcome.DROPPED
-        if current.record.token != message.token:
-            log.warning("dropped: the message's token does not match its job")
+        current = _update_own_job(store, message, decide)
+        if current is None:
             return Outcome.DROPPED
         if not current.applied:
             status = current.record.status.value
@@ -208,6 +201,26 @@ def _checked_result(result: Any) -> dict[str, Any]:
     return stored
 
 
+def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
+    """Apply `decide` to the message's job, if the message carries the job's token.
+
+    None, logged, when there is no such job or the token is not the job's: the message is
+    dropped, as no retry could make it act.
+    """
+    def own(record: JobRecord) -> JobRecord | None:
+        return decide(record) if record.token == message.token else None
+
+    try:
+        current = store.update(message.job_id, own)
+    except JobNotFound:
+        log.warning("dropped: the message names no job")
+        return None
+    if current.record.token != message.token:
+        log.warning("dropped: the message's token does not match its job")
+        return None
+    return current
+
+
 def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
     """The job message in a body, or None, logged, for a body that is not one."""
     try:
@@ -233,20 +246,13 @@ def fail_poisoned(
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
 
     def decide(record: JobRecord) -> JobRecord | None:
-        if record.token != message.token:
-            return None
         if record.status.terminal:  # by our own write, if it was applied but answered 5xx
             return record if record.error == error else None
         return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
 
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
-        try:
-            final = store.update(message.job_id, decide)
-        except JobNotFound:
-            log.warning("dropped: the poison message names no job")
-            return Outcome.DROPPED
-        if final.record.token != message.token:
-            log.warning("dropped: the poison message's token does not match its job")
+        final = _update_own_job(store, message, decide)
+        if final is None:
             return Outcome.DROPPED
         if not final.applied:
             log.info("poison message for a finished job",
