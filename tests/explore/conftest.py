@@ -57,6 +57,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for kind in faults.KINDS:
         write(f"| faults injected: {kind} | {injected[kind]} |")
     write(f"| faults injected: total | {sum(injected.values())} |")
+    write(f"| real connection failures, sent again | {SUMMARY['uninjected']} |")
     for outcome in ("ok", "fail", "info"):
         write(f"| operations {outcome} | {stats.operations[outcome]} |")
     write(f"| violations | {sum(stats.violations.values())} |")
@@ -73,11 +74,13 @@ def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest
     import dataclasses
 
     import function_app
-    from jobs import lifecycle, store
+    from jobs import lifecycle, store, submission
     transport = FaultyTransport(RequestsTransport())
     monkeypatch.setattr(store, "EXTRA_CLIENT_OPTIONS",
                         {"transport": transport, "retry_backoff_factor": 0})
     store.default_store.cache_clear()
+    job_ids = machine.JobIds()
+    monkeypatch.setattr(submission, "uuid", job_ids)
     clock = Clock()
     monkeypatch.setattr(function_app, "clock", clock, raising=False)
     monkeypatch.setattr(lifecycle, "datetime", _clock_datetime(clock))
@@ -91,7 +94,8 @@ def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest
     table = TableClient.from_connection_string(storage_connection, table_name=app_settings)
     store.default_store()  # creates the table, before any fault is armed
     run = machine.Run(app=function_app, functions=_functions(function_app), transport=transport,
-                      table=table, clock=clock, base_settings=base, stats=machine.Stats())
+                      table=table, clock=clock, base_settings=base, stats=machine.Stats(),
+                      job_ids=job_ids)
     monkeypatch.setattr(machine, "RUN", run)
     try:
         yield run

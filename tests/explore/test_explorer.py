@@ -42,6 +42,7 @@ def test_explore_guarantees_hold_under_faults(explorer_run: machine.Run,
     finally:
         conftest.SUMMARY.update(stats=explorer_run.stats, seed=seed,
                                 injected=explorer_run.transport.injected,
+                                uninjected=explorer_run.transport.uninjected,
                                 seconds=time.monotonic() - started)
     stats = explorer_run.stats
     budget = settings.get_profile(conftest.PROFILE).max_examples
