@@ -26,8 +26,9 @@ INVARIANTS = {
     "one_result": "at most one handler result per job is ever written, and it is the result "
                   "of a handler run that completed",
     "one_attempt_per_delivery": "a job's attempts never exceed the deliveries that ran it",
-    "nothing_lost": "every job answered 202 is stored, and at quiescence it is terminal, or "
-                    "purged after its retention",
+    "answered_is_stored": "a job answered 202 is stored when the answer is given",
+    "nothing_lost": "every job answered 202 is terminal at quiescence, or purged after its "
+                    "retention",
     "no_row_forgotten": "at quiescence no job row is left accepted or running",
     "purge_after_retention": "a job row disappears only in a purge run, after its retention",
     "no_500": "no HTTP function answers 500 (or raises)",
@@ -190,7 +191,8 @@ class Checker:
         self._judge_keys(rows)
         for job_id in self.fresh:
             if job_id not in now and job_id not in self.gone:
-                self.violated("nothing_lost", f"a 202 named job {job_id}, which is not stored")
+                self.violated("answered_is_stored", f"a 202 named job {job_id}, which is not "
+                              "stored")
         self.fresh.clear()
 
     def _judge_keys(self, rows: list[Row]) -> None:

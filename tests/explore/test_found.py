@@ -7,6 +7,7 @@ strict xfail fails, and the marker comes off, leaving a regression test.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -46,4 +47,29 @@ def test_found_two_stored_job_rows_for_one_key(explorer_run: machine.Run,
         state.guarantees_hold()
     finally:
         state.broken = True  # no quiescence: only the rows are cleaned up
+        state.teardown()
+
+
+@pytest.mark.xfail(raises=Violation, strict=True,
+                   reason="FOUND.md 2: a submit deletes the job another request was answered with")
+def test_found_answered_job_deleted_by_the_request_that_made_it(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key write is applied but its answer lost; the request takes its job row back
+    although a second request has meanwhile been answered 202 with that job."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        keys_0 = state.first_key()
+        state.guarantees_hold()
+        state.change_settings(abandon_after=timedelta(minutes=30), retention=timedelta(0))
+        state.guarantees_hold()
+        # First POST: request 0 (read the key) refused, the SDK reads again (1), writes its
+        # job row (2), writes the key (3: applied, answer lost), then deletes its job row (4).
+        # The second POST runs whole just before request 4 is sent, and replays the job.
+        state.overlap(after=False, at=4, data=Draws("a", "a"), first="submit", job=None,
+                      key=keys_0, plan={3: "lost_response", 0: "refused"}, script=[],
+                      second="submit")
+        state.guarantees_hold()
+    finally:
+        state.broken = True
         state.teardown()
