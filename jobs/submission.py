@@ -5,7 +5,8 @@ the first job instead of making a second. The job row is written first, under a 
 then the key row is pointed at it: created, or, if the key names a job that was purged,
 replaced on the ETag it was read with. Only one request can do that, so racing requests
 make exactly one job; each loser deletes the row it wrote, which no client was told of,
-and replays the winner's job.
+and replays the winner's job. A row the key may name is never deleted: once the key names
+it, a replay may already have answered with it.
 
 A job row is only ever written under a new id, never from a key, so a purged job can never
 come back. And a key is written only after its job row exists, so a key whose job row is
@@ -78,7 +79,7 @@ def submit(
         submitted = _submit_keyed(store, job, fresh, now=now)
         if submitted is not None:
             return submitted
-    raise StorageUnavailable("the Idempotency-Key row kept changing under this request")
+    raise StorageUnavailable("the Idempotency-Key row could not be settled; retry")
 
 
 def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, now: datetime
@@ -92,13 +93,12 @@ def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, no
     if key is not None and found is not None:
         return _replay(store, key, found, fresh=fresh, now=now)
     written = _insert_job(store, job, key_row=fresh.row)
-    try:
-        ours = _point_key(store, key, fresh)
-    except StorageUnavailable:
-        store.discard(job.job_id)
-        raise
+    ours = _point_key(store, key, fresh)
+    if ours is None:
+        # The key may name our job, and a replay may have answered with it: keep the row.
+        raise StorageUnavailable("could not tell whether the Idempotency-Key names the new job")
     if not ours:
-        store.discard(job.job_id)  # never answered: no client knows its id
+        store.discard(job.job_id)  # the key names another job: no client knows this one
         return None
     log.info("job accepted", extra=job_fields(written.record))
     return Submitted(written.record, fresh.message)
@@ -116,19 +116,23 @@ def _insert_job(store: JobStore, job: JobMessage, *, key_row: str | None) -> Ver
     return written
 
 
-def _point_key(store: JobStore, key: IdempotencyKey | None, fresh: IdempotencyKey) -> bool:
+def _point_key(store: JobStore, key: IdempotencyKey | None, fresh: IdempotencyKey
+               ) -> bool | None:
     """Create the key row, or replace the free one read; whether it now names our job.
 
-    A write that was applied but answered with an error is retried by the SDK and then
-    meets our own row: the key naming our job id, new to this request, means it held.
+    None when that cannot be told. A write whose answer was lost may have been applied:
+    then the SDK's resend meets our own row, or nothing resends it, so the key row read
+    again says; the key naming our job id, new to this request, means it held.
     """
-    if key is None:
-        written = store.insert_key(fresh)
-    else:
-        written = store.replace_key(key, fresh)
-    if written is not None:
-        return True
-    now_key = store.read_key(fresh.row)
+    try:
+        if (store.insert_key(fresh) if key is None else store.replace_key(key, fresh)):
+            return True
+    except StorageUnavailable:
+        pass  # applied or not: the key row says
+    try:
+        now_key = store.read_key(fresh.row)
+    except StorageUnavailable:
+        return None
     return now_key is not None and now_key.job_id == fresh.job_id
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 INVARIANTS = {
     "one_job_per_key": "while a key's job is stored, every 202 for that key names that job",
-    "one_row_per_key": "a key never has two stored job rows",
+    "one_row_per_key": "a key never has two stored job rows that a client was answered with "
+                       "or a handler ran (a row whose writer never answered for it and could "
+                       "not take it back, its delete refused, has no message and never runs)",
     "terminal_is_final": "an observed terminal state (status, result, error) never changes "
                          "until the job is purged, which answers 404 from then on",
     "no_backward": "a job's status never moves backward",
@@ -203,7 +205,7 @@ class Checker:
                 self.violated("one_job_per_key", f"key {key!r}: 202s named {alive}, all stored")
         by_key: dict[str, list[str]] = {}
         for row in rows:
-            if row.key_row:
+            if row.key_row and (row.job_id in self.accepted_jobs or row.attempts > 0):
                 by_key.setdefault(row.key_row, []).append(row.job_id)
         for key_row, jobs in by_key.items():
             if len(jobs) > 1:

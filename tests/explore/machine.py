@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -41,6 +42,7 @@ from tests.explore.checker import TERMINAL, Checker, PurgeRun, Row
 from tests.explore.host import MAIN, START, Clock, Message, Queues
 from tests.support.functions import CapturingOut, Timer, get, post_json, queue_message
 
+PROGRESS = Path(__file__).resolve().parents[2] / "build" / "explore" / "progress.json"
 JOB_TYPE = "explore"
 URL = "http://localhost:7071/api/jobs"
 MAX_DEQUEUE_COUNT = 3
@@ -95,6 +97,14 @@ class Stats:
     violations: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
 
+    def save(self, transport: faults.FaultyTransport) -> None:
+        """Write the figures so far to build/explore/progress.json: a long run shows progress."""
+        PROGRESS.parent.mkdir(parents=True, exist_ok=True)
+        PROGRESS.write_text(json.dumps({
+            "examples": self.examples, "steps": self.steps,
+            "faults": dict(transport.injected), "operations": dict(self.operations),
+            "violations": dict(self.violations), "ignored": dict(self.ignored)}, indent=1))
+
 
 #: Set by the test before Hypothesis runs the machine; one per pytest run.
 RUN: Run | None = None
@@ -146,6 +156,8 @@ class JobExplorer(RuleBasedStateMachine):
         assert RUN is not None, "the explorer runs from tests/explore/test_explorer.py"
         self.run = RUN
         self.run.stats.examples += 1
+        if self.run.stats.examples % 100 == 0:
+            self.run.stats.save(self.run.transport)
         self.checker = Checker()
         self.queues = Queues(MAX_DEQUEUE_COUNT)
         # Fixed names, so that rows sort the same on every replay (each example starts on

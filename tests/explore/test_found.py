@@ -1,8 +1,8 @@
 """Counterexamples the explorer found on main, replayed step by step (see FOUND.md).
 
-Each is the shrunk schedule Hypothesis printed, run by hand against the same fixture. It is
-marked xfail (strict) while the violation stands: once the app is fixed it passes, the
-strict xfail fails, and the marker comes off, leaving a regression test.
+Each is the shrunk schedule Hypothesis printed, run by hand against the same fixture, kept
+as a regression test once resolved. While a violation stands, its test is marked xfail
+(strict), so that the fix makes it fail until the marker comes off.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tests.explore import checker, machine
-from tests.explore.checker import Violation
 
 pytestmark = pytest.mark.explore
 
@@ -28,11 +27,13 @@ class Draws:
         return self.values.pop(0)
 
 
-@pytest.mark.xfail(raises=Violation, strict=True,
-                   reason="FOUND.md 1: an unanswered job row keeps the key's name")
 def test_found_two_stored_job_rows_for_one_key(explorer_run: machine.Run,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two POSTs with one key at once; the loser cannot take its own job row back."""
+    """Two POSTs with one key at once; the loser cannot take its own job row back.
+
+    Resolved by stating the guarantee as it holds (FOUND.md 1): the row left behind was
+    never answered with and has no message, so it never runs; the sweep fails it.
+    """
     monkeypatch.setattr(checker, "IGNORED", frozenset())  # whatever EXPLORE_IGNORE says
     state = machine.JobExplorer()
     try:
@@ -46,16 +47,20 @@ def test_found_two_stored_job_rows_for_one_key(explorer_run: machine.Run,
                       second="submit")
         state.guarantees_hold()
     finally:
-        state.broken = True  # no quiescence: only the rows are cleaned up
-        state.teardown()
+        state.teardown()  # quiescence: every message delivered, the sweep and purge run
 
 
-@pytest.mark.xfail(raises=Violation, strict=True,
-                   reason="FOUND.md 2: a submit deletes the job another request was answered with")
+@pytest.mark.parametrize(("at", "after", "plan"), [
+    # B runs just before A deletes its row (A's read refused once, so request 4 is the delete).
+    pytest.param(4, False, {3: "lost_response", 0: "refused"}, id="before-the-delete"),
+    # B runs just after A's key write was applied; its answer is then lost.
+    pytest.param(2, True, {2: "lost_response"}, id="after-the-key-write"),
+])
 def test_found_answered_job_deleted_by_the_request_that_made_it(
-        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The key write is applied but its answer lost; the request takes its job row back
-    although a second request has meanwhile been answered 202 with that job."""
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch, at: int, after: bool,
+        plan: dict[int, str]) -> None:
+    """The key write is applied but its answer lost; the request must not take its job row
+    back, as a second request has meanwhile been answered 202 with that job (FOUND.md 2)."""
     monkeypatch.setattr(checker, "IGNORED", frozenset())
     state = machine.JobExplorer()
     try:
@@ -66,10 +71,8 @@ def test_found_answered_job_deleted_by_the_request_that_made_it(
         # First POST: request 0 (read the key) refused, the SDK reads again (1), writes its
         # job row (2), writes the key (3: applied, answer lost), then deletes its job row (4).
         # The second POST runs whole just before request 4 is sent, and replays the job.
-        state.overlap(after=False, at=4, data=Draws("a", "a"), first="submit", job=None,
-                      key=keys_0, plan={3: "lost_response", 0: "refused"}, script=[],
-                      second="submit")
+        state.overlap(after=after, at=at, data=Draws("a", "a"), first="submit", job=None,
+                      key=keys_0, plan=plan, script=[], second="submit")
         state.guarantees_hold()
     finally:
-        state.broken = True
         state.teardown()

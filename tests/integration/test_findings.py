@@ -397,3 +397,22 @@ def test_storage_refusing_access_is_503_not_500(
     transport.add(lambda r: r.method == "GET", "lose_answer", status=403)  # a missing role
     response = functions["get_job_status"](get(f"{URL}/{job_id}", job_id=job_id))
     assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+# --- found by the fault explorer ----------------------------------------------------------
+
+def test_a_key_write_whose_answer_was_lost_keeps_the_job_a_replay_answered_with(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    """tests/explore/FOUND.md 2: A's key insert is applied, its answer lost; B replays A's job."""
+    replays: list[Any] = []
+    transport.add(on("POST", "key"), "drop_answer")
+    transport.add(on("GET", "key"), "run",  # A's next request: it reads the key again
+                  hook=lambda: replays.append(submit(functions, **keyed("lost-answer"))[0]))
+    first, out = submit(functions, **keyed("lost-answer"))
+    [replay] = replays
+    assert replay.status_code == 202 and first.status_code == 202
+    job_id = response_json(replay)["job_id"]
+    assert response_json(first)["job_id"] == job_id
+    assert status(functions, job_id)[0] == 200 and job_ids(table) == [job_id]
+    assert json.loads(out.get() or "")["job_id"] == job_id

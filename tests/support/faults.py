@@ -7,6 +7,8 @@ times:
 - `refuse`: fail before sending, as a refused connection does
 - `lose_answer`: send it, so storage applies it, then answer 500 OperationTimedOut (or
   another `status`)
+- `drop_answer`: send it, then lose the connection before the answer: the SDK resends
+  only an idempotent request
 The SDK's own retry policy then resends as it would against Azure.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 
 Predicate = Callable[[Any], bool]
@@ -55,6 +57,8 @@ class ScriptedTransport(HttpTransport):  # type: ignore[misc]
         if rule.action == "refuse":
             raise ServiceRequestError("connection refused (scripted)")
         response = self.inner.send(request, **kwargs)
+        if rule.action == "drop_answer":
+            raise ServiceResponseError("connection reset before the answer (scripted)")
         response.status_code, response.reason = rule.status, "Operation could not be completed"
         return response
 
