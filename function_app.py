@@ -8,8 +8,10 @@ azure-functions-validation 0.16: @validate_http must sit below every @app.* bind
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from email.utils import format_datetime
-from functools import cache
+from functools import cache, wraps
+from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -93,6 +95,16 @@ class JsonBodyAdapter(PydanticAdapter):
         return parsed
 
 
+def no_store(handler: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:
+    """Mark every answer of `handler` not to be cached, validate_http's own errors included."""
+    @wraps(handler)
+    def answer(*args: Any, **kwargs: Any) -> func.HttpResponse:
+        response = handler(*args, **kwargs)
+        response.headers.update(NO_STORE)
+        return response
+    return answer
+
+
 configure_logging()
 # Module globals, read at each call: a test may swap the settings or move the clock.
 settings = get_settings()
@@ -113,6 +125,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel[settings.auth_level])
     responses={202: JobAccepted, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody},
 )
 @app.queue_output(arg_name="job_message", queue_name=JOB_QUEUE, connection=STORAGE)
+@no_store
 @validate_http(
     body=JobSubmissionRequest,
     adapter=JsonBodyAdapter(),

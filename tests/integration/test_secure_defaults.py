@@ -151,3 +151,20 @@ def test_document_is_a_contract_clients_generate_from() -> None:
     key = re.compile(headers["Idempotency-Key"]["pattern"])
     for value in ["a", "x" * 255, "~ !", "a b", "", " a", "a ", "x" * 256, "é", "a\tb"]:
         assert (key.fullmatch(value) is not None) == is_idempotency_key(value), value
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b"{", "application/json", 400),
+    (json.dumps({**EXAMPLE, "customer_id": "cust\u200b-1"}).encode(), "application/json", 422),
+    (json.dumps(EXAMPLE).encode(), "text/plain", 415),
+    (b"{" + b" " * 60_000 + b"}", "application/json", 413),
+])
+def test_submit_errors_from_validation_are_never_stored_by_a_cache(
+    functions: Functions, table: TableClient, body: bytes, content_type: str, status: int
+) -> None:
+    out = CapturingOut()
+    response = functions["submit_job"](post_json(JOB_URL, body, content_type=content_type),
+                                       job_message=out)
+    assert response.status_code == status
+    assert response.headers["Cache-Control"] == "no-store"
+    assert out.get() is None and rows(table) == []
