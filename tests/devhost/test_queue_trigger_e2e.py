@@ -148,7 +148,7 @@ def test_poller_survives_a_storage_outage(start_host: HostFactory, tmp_path: Pat
         [record] = collect_json(host.queue("RESULTS_QUEUE"), count=1, timeout=15)
         assert record["body"] == "after the outage"
         assert host.process.process.poll() is None
-        assert "reachable again" in host.process.stderr()
+        assert wait_for(lambda: "reachable again" in host.process.stderr(), timeout=10)
     finally:
         emulator.stop()
         emulator.remove_data()
