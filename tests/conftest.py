@@ -68,3 +68,16 @@ def functions() -> dict[str, Callable[..., Any]]:
     from tests.support.functions import user_functions
 
     return user_functions(function_app.app)
+
+
+@pytest.fixture
+def storage_down(app_settings: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the app at an Azurite that never started: every storage call fails to connect."""
+    from jobs.settings import get_settings
+    from jobs.store import default_store
+    from tests.support.azurite import free_port
+
+    closed = Azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
+    monkeypatch.setenv("AzureWebJobsStorage", closed.connection_string)
+    get_settings.cache_clear()
+    default_store.cache_clear()

@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.pipeline.transport import HttpTransport
+
+from tests.support.faults import DelegatingTransport
 
 #: Fails before the request is sent: the table never sees it.
 REFUSED = "refused"
@@ -44,11 +46,11 @@ _ERRORS = {
 }
 
 
-class FaultyTransport(HttpTransport):  # type: ignore[misc]
+class FaultyTransport(DelegatingTransport):
     """A requests transport that injects the faults of the current plan."""
 
     def __init__(self, inner: HttpTransport | None = None) -> None:
-        self.inner = inner or RequestsTransport()
+        super().__init__(inner)
         self.plan: Mapping[int, str] = {}
         self.attempt = 0
         self.injected: Counter[str] = Counter()
@@ -130,18 +132,6 @@ class FaultyTransport(HttpTransport):  # type: ignore[misc]
         if "result" in sent:
             self.result_writes[found.group(1)] += 1
 
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> FaultyTransport:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        self.inner.__exit__(*args)
 
 
 def _turn_into_error(response: Any, status: int, reason: str, code: str, message: str) -> None:

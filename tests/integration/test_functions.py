@@ -121,16 +121,8 @@ def test_submit_unknown_job_type_lists_known_types(functions: Functions, table: 
 
 
 def test_submit_storage_down_gives_503_and_no_message(
-    functions: Functions, app_settings: str, monkeypatch: pytest.MonkeyPatch
+    functions: Functions, storage_down: None
 ) -> None:
-    from jobs.settings import get_settings
-    from jobs.store import default_store
-    from tests.support.azurite import Azurite, free_port
-
-    closed = Azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
-    monkeypatch.setenv("AzureWebJobsStorage", closed.connection_string)
-    get_settings.cache_clear()
-    default_store.cache_clear()
     response, out = submit(functions)
     assert response.status_code == 503
     assert response_json(response)["detail"][0]["type"] == "unavailable"

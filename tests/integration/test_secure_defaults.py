@@ -47,16 +47,8 @@ def test_job_answers_202_200_409_are_never_stored_by_a_cache(
 
 
 def test_storage_unavailable_503_carries_retry_after(
-    functions: Functions, app_settings: str, monkeypatch: pytest.MonkeyPatch
+    functions: Functions, storage_down: None
 ) -> None:
-    from jobs.settings import get_settings
-    from jobs.store import default_store
-    from tests.support.azurite import Azurite, free_port
-
-    closed = Azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
-    monkeypatch.setenv("AzureWebJobsStorage", closed.connection_string)
-    get_settings.cache_clear()
-    default_store.cache_clear()
     job_id = "0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11"
     answers = [submit(functions)[0], _get(functions, job_id),
                _cancel(functions, job_id)]

@@ -34,11 +34,34 @@ class Rule:
     status: int = 500
 
 
-class ScriptedTransport(HttpTransport):  # type: ignore[misc]
+class DelegatingTransport(HttpTransport):  # type: ignore[misc]
+    """A transport that hands every request to the real one; subclasses step in on `send`."""
+
+    def __init__(self, inner: HttpTransport | None = None) -> None:
+        self.inner = inner or RequestsTransport()
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        return self.inner.send(request, **kwargs)
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> DelegatingTransport:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.inner.__exit__(*args)
+
+
+class ScriptedTransport(DelegatingTransport):
     """The real transport, with the rules a test adds."""
 
     def __init__(self) -> None:
-        self.inner = RequestsTransport()
+        super().__init__()
         self.rules: list[Rule] = []
 
     def add(self, matches: Predicate, action: str, *, times: int = 1,
@@ -61,19 +84,6 @@ class ScriptedTransport(HttpTransport):  # type: ignore[misc]
             raise ServiceResponseError("connection reset before the answer (scripted)")
         response.status_code, response.reason = rule.status, "Operation could not be completed"
         return response
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> ScriptedTransport:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        self.inner.__exit__(*args)
 
 
 def entity(request: Any) -> dict[str, Any]:
