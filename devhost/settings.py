@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devhost.connection import StorageConnection, read_connection
 from devhost.errors import SettingsError
-from jobs.connection import MissingSetting, StorageConnection, read_connection
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 DEFAULT_ROUTE_PREFIX = "api"
@@ -171,20 +171,18 @@ def storage_connection(setting: str | None, environ: Mapping[str, str]) -> Stora
     A connection string when one is set; otherwise the identity-based settings
     (`<name>__accountName` or `<name>__queueServiceUri`, ...), read as the host reads them.
     """
-    name = setting or DEFAULT_CONNECTION
-    if environ.get(name) or environ.get(f"AzureWebJobs{name}"):
-        return StorageConnection(connection_string=connection_string(setting, environ))
-    try:
-        return read_connection(environ, name)
-    except MissingSetting as e:
-        raise SettingsError(str(e)) from e
+    connection = read_connection(environ, setting or DEFAULT_CONNECTION)
+    if connection.connection_string is None:
+        return connection
+    return StorageConnection(
+        connection_string=expand_development_storage(connection.connection_string))
 
 
 def connection_string(setting: str | None, environ: Mapping[str, str]) -> str:
     """Return the storage connection string a binding's `connection` setting names."""
     name = setting or DEFAULT_CONNECTION
-    # The host also accepts the name with its AzureWebJobs prefix left off.
-    value = environ.get(name) or environ.get(f"AzureWebJobs{name}")
+    # As the host's GetWebJobsConnectionStringSection: `AzureWebJobs<name>` first, then `<name>`.
+    value = environ.get(f"AzureWebJobs{name}") or environ.get(name)
     if not value:
         raise SettingsError(f"connection setting {name!r} is not set")
     return expand_development_storage(value)

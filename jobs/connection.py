@@ -3,10 +3,11 @@
 A connection is either a connection string (the setting's own value) or identity-based: the
 `<name>__accountName` setting, or one `<name>__<service>ServiceUri` per service, with
 `<name>__credential=managedidentity` and `<name>__clientId` for a user-assigned identity.
-The host reads them so in `StorageClientProvider.TryGetServiceUri` and
-`IsConnectionStringPresent` (Azure/azure-sdk-for-net,
-sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/StorageClientProvider.cs):
-a connection string wins, then the account name, then the service's own URI.
+A connection string always wins. For blob and queue the account name wins over the service's
+own URI, as in the extension's `StorageClientProvider.TryGetServiceUri` (Azure/azure-sdk-for-net,
+sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/StorageClientProvider.cs).
+For table the service's own URI wins, as in the host's `StorageServiceUriOptions.GetTableServiceUri`
+(Azure/azure-functions-host, src/WebJobs.Script/StorageProvider/StorageServiceUriOptions.cs).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ SERVICES: tuple[Service, ...] = ("blob", "queue", "table")
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 ENDPOINT_SUFFIX = "core.windows.net"
 MANAGED_IDENTITY = "managedidentity"
+#: Services whose `<service>ServiceUri` the host honours over `accountName`.
+SERVICE_URI_FIRST: frozenset[Service] = frozenset({"table"})
 
 
 class MissingSetting(RuntimeError):
@@ -125,7 +128,9 @@ def _section(env: Mapping[str, str], name: str) -> dict[str, str]:
 
 def _service_uri(section: Mapping[str, str], service: Service) -> str | None:
     account = section.get("accountname")
-    if account:
-        return f"https://{account}.{service}.{ENDPOINT_SUFFIX}"
-    uri = section.get(f"{service}serviceuri")
-    return uri.rstrip("/") if uri else None
+    from_account = f"https://{account}.{service}.{ENDPOINT_SUFFIX}" if account else None
+    given = section.get(f"{service}serviceuri")
+    from_uri = given.rstrip("/") if given else None
+    if service in SERVICE_URI_FIRST:
+        return from_uri or from_account
+    return from_account or from_uri

@@ -46,10 +46,16 @@ def test_connection_service_uris_are_read_per_service_and_names_ignore_case() ->
         connection.service_uri("blob")
 
 
-def test_connection_account_name_wins_over_a_service_uri_as_in_the_host() -> None:
+def test_connection_prefers_account_name_for_queue_and_table_service_uri_for_table() -> None:
+    # Queue: StorageClientProvider.TryGetServiceUri reads accountName first (azure-sdk-for-net,
+    # Microsoft.Azure.WebJobs.Extensions.Storage.Common). Table: the host's
+    # StorageServiceUriOptions.GetTableServiceUri honours TableServiceUri first
+    # (azure-functions-host, src/WebJobs.Script/StorageProvider/StorageServiceUriOptions.cs).
     connection = read_connection({"AzureWebJobsStorage__accountName": "acct",
+                                  "AzureWebJobsStorage__queueServiceUri": "https://q.example",
                                   "AzureWebJobsStorage__tableServiceUri": "https://t.example"})
-    assert connection.service_uri("table") == "https://acct.table.core.windows.net"
+    assert connection.service_uri("table") == "https://t.example"
+    assert connection.service_uri("queue") == "https://acct.queue.core.windows.net"
 
 
 def test_connection_prefixed_name_is_looked_up_first() -> None:
@@ -98,13 +104,13 @@ def test_settings_refuse_a_public_base_url_that_is_not_an_absolute_http_url(valu
         Settings.from_env({"AzureWebJobsStorage": CONN, "JOBS_PUBLIC_BASE_URL": value})
 
 
-def test_devhost_reads_identity_connections_by_the_same_rules() -> None:
-    from devhost.errors import SettingsError
+def test_devhost_reads_identity_connections_as_the_app_does() -> None:
     from devhost.settings import storage_connection
 
-    env = {"AzureWebJobsStorage__queueServiceUri": "https://q.example",
+    env = {"AzureWebJobsStorage__accountName": "acct",
+           "AzureWebJobsStorage__tableServiceUri": "https://t.example",
            "AzureWebJobsStorage__credential": "managedidentity"}
-    assert storage_connection(None, env) == read_connection(env)
-    assert storage_connection("Storage", {"AzureWebJobsStorage": CONN}).connection_string == CONN
-    with pytest.raises(SettingsError, match="__accountName"):
-        storage_connection("OtherStorage", {})
+    app, host = read_connection(env), storage_connection(None, env)
+    assert [app.service_uri(s) for s in ("blob", "queue", "table")] == [
+        host.service_uri(s) for s in ("blob", "queue", "table")]
+    assert (app.credential, app.client_id) == (host.credential, host.client_id)
