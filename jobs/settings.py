@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from jobs.connection import MissingSetting, StorageConnection, read_connection
 
@@ -22,6 +24,11 @@ MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCou
 DEFAULT_MAX_DEQUEUE_COUNT = 5
 # Ten years: any longer window would push the app's date arithmetic past the year 9999.
 MAX_HOURS = 87_600
+PUBLIC_BASE_URL = "JOBS_PUBLIC_BASE_URL"
+_DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                       r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+# RFC 3986 path characters, with %XX escapes only.
+_URL_PATH = re.compile(r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*")
 
 
 class InvalidSetting(ValueError):
@@ -61,7 +68,7 @@ class Settings:
             retention=_hours(env, "JOB_RETENTION_HOURS", "168"),
             abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24"),
             auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "FUNCTION")),
-            public_base_url=_public_base_url(env.get("JOBS_PUBLIC_BASE_URL", "")),
+            public_base_url=_public_base_url(env.get(PUBLIC_BASE_URL, "")),
         )
 
 
@@ -92,14 +99,59 @@ def _auth_level(value: str) -> str:
 
 
 def _public_base_url(value: str) -> str | None:
-    """An absolute http(s) URL without query or fragment, or None when the setting is empty."""
+    """The one URL Location and status_url are built on, rebuilt from its checked parts.
+
+    https, or http for a loopback host only; a DNS name or IP address; an optional port and
+    path; no credentials, query, fragment, whitespace or control characters. None when unset.
+    """
     if not value.strip():
         return None
-    parts = urlsplit(value.strip())
-    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
-        raise InvalidSetting(f"JOBS_PUBLIC_BASE_URL must be an absolute http(s) URL such as "
-                         f"https://api.example.com, not {value!r}")
-    return value.strip().rstrip("/")
+    if any(c.isspace() or not c.isprintable() for c in value) or "?" in value or "#" in value:
+        raise _bad_base_url(value, "whitespace, control characters, '?' and '#' are not allowed")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise _bad_base_url(value, "credentials (user@) are not allowed")
+    host = _base_url_host(value, parts)
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and _is_loopback(host)):
+        raise _bad_base_url(value, "the scheme must be https (http only for a loopback host)")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise _bad_base_url(value, "the port must be a number from 1 to 65535") from e
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise _bad_base_url(value, "the port must be a number from 1 to 65535")
+    if not _URL_PATH.fullmatch(parts.path):
+        raise _bad_base_url(value, "the path may hold only URL path characters and %XX escapes")
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{netloc}{'' if port is None else f':{port}'}{parts.path.rstrip('/')}"
+
+
+def _base_url_host(value: str, parts: SplitResult) -> str:
+    host = (parts.hostname or "").lower()
+    if host and (_DNS_NAME.fullmatch(host) or _is_ip(host)):
+        return host
+    raise _bad_base_url(value, "it needs a host: a DNS name (ASCII; punycode for others) or an "
+                               "IP address")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    return _is_ip(host) and ipaddress.ip_address(host).is_loopback
+
+
+def _bad_base_url(value: str, reason: str) -> InvalidSetting:
+    return InvalidSetting(f"{PUBLIC_BASE_URL} must be an absolute URL such as "
+                          f"https://api.example.com/jobs-api: {reason}; got {value!r}")
 
 
 def _max_dequeue_count(env: Mapping[str, str]) -> int:
