@@ -137,7 +137,10 @@ class JobSubmissionRequest(BaseModel):
         pattern=r"^[^/\\#?\x00-\x1f\x7f-\x9f]+$",
         description="1-128 characters: none of / \\ # ? or control characters, no invisible, "
         "bidirectional-control, private-use or surrogate characters (Unicode categories Cf, "
-        "Zl, Zp, Co, Cs), and in NFKC form: no look-alikes such as fullwidth letters.",
+        "Zl, Zp, Co, Cs), in NFKC form (no look-alikes such as fullwidth letters), no "
+        "whitespace at either end, and letters of one script (Latin may join Han with "
+        "Hiragana and Katakana, Han with Bopomofo, or Han with Hangul): `сust-123` with a "
+        "Cyrillic `с` is refused.",
         examples=["cust-123"],
     )
     payload: dict[str, Any] = Field(
@@ -167,6 +170,9 @@ class JobSubmissionRequest(BaseModel):
         if not unicodedata.is_normalized("NFKC", value):
             raise ValueError("customer_id must be in Unicode NFKC form: look-alike characters "
                              "such as fullwidth letters or ligatures are refused")
+        if value[:1].isspace() or value[-1:].isspace():
+            raise ValueError("customer_id must not start or end with whitespace")
+        _one_script(value)
         return value
 
     @field_validator("payload")
@@ -195,14 +201,40 @@ def _document_job_types(schema: dict[str, Any]) -> None:
 #: Unicode categories a customer_id may not hold: format characters (Cf: zero-width,
 #: bidirectional controls, the BOM), line and paragraph separators, private use, surrogates.
 REFUSED_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cs"})
+#: Scripts that may share one customer_id: Unicode TS #39's "Highly Restrictive" level
+#: (section 5.2), where Latin may join the scripts a Chinese, Japanese or Korean name uses.
+SCRIPT_SETS = (frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+               frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+               frozenset({"LATIN", "HAN", "HANGUL"}))
+_SCRIPT_ALIASES = {"CJK": "HAN", "KATAKANA-HIRAGANA": "KATAKANA", "HALFWIDTH": "KATAKANA"}
+
+
+def letter_script(char: str) -> str | None:
+    """The script of a letter: the first word of its Unicode name (CJK ideographs are HAN).
+
+    None for digits, marks, punctuation, symbols and spaces, which go with any script.
+    """
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    first = unicodedata.name(char, "").split(" ", 1)[0]
+    return _SCRIPT_ALIASES.get(first, first)
+
+
+def _one_script(value: str) -> None:
+    scripts = {s for c in value if (s := letter_script(c)) is not None}
+    if len(scripts) <= 1 or any(scripts <= allowed for allowed in SCRIPT_SETS):
+        return
+    raise ValueError(f"customer_id must use letters of one script, not {', '.join(sorted(scripts))}"
+                     ": mixed scripts let look-alikes such as a Cyrillic 'с' pass for a Latin 'c'")
 
 
 @cache
 def customer_id_pattern() -> str:
     """The documented pattern of a customer_id: no character the model refuses on its own.
 
-    That is / \\ # ?, control characters, the refused categories, and each character NFKC
-    changes. Only a sequence that NFKC composes (such as e + U+0301) escapes the pattern.
+    That is / \\ # ?, control characters, the refused categories, each character NFKC
+    changes, and whitespace at either end. A sequence that NFKC composes (such as e + U+0301)
+    and letters of mixed scripts escape the pattern: the model refuses them.
     """
     ranges: list[list[int]] = []
     for cp in range(sys.maxunicode + 1):
@@ -216,7 +248,10 @@ def customer_id_pattern() -> str:
             ranges.append([cp, cp])
     spans = "".join(_class_char(a) if a == b else f"{_class_char(a)}-{_class_char(b)}"
                     for a, b in ranges)
-    return f"^[^{spans}]+$"
+    # Whitespace the class above lets through may stand inside, never at either end.
+    edge = "".join(_class_char(cp) for cp in range(sys.maxunicode + 1)
+                   if chr(cp).isspace() and not _refused_alone(chr(cp)))
+    return f"^[^{spans}{edge}](?:[^{spans}]*[^{spans}{edge}])?$"
 
 
 def _refused_alone(char: str) -> bool:

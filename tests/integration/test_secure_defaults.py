@@ -82,7 +82,8 @@ def test_without_public_base_url_location_follows_the_request(
 
 @pytest.mark.parametrize("customer_id", ["cust\u200b-123", "\ufeffcust-123", "ｃｕｓｔ-123",
                                          "cust\u202e-123", "cust\u2028", "cust\ue000",
-                                         "ﬁle", "cafe\u0301"])
+                                         "ﬁle", "cafe\u0301", "\u0441ust-123",
+                                         " cust-123", "cust-123 ", " "])
 def test_customer_id_lookalikes_are_refused_with_422_in_the_envelope(
     functions: Functions, table: TableClient, customer_id: str
 ) -> None:

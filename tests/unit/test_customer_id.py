@@ -29,9 +29,43 @@ def test_customer_id_refuses_invisible_bidi_private_and_non_nfkc(value: str) -> 
 
 
 def test_customer_id_pattern_refuses_exactly_what_the_model_refuses_per_character() -> None:
+    # Between digits, which belong to no script, so that the one-script rule (which a regex
+    # cannot state) plays no part.
     pattern = re.compile(customer_id_pattern())
     sample = [*range(0, 0x10000, 3), *range(0x10000, sys.maxunicode + 1, 97),
               0x200B, 0xFEFF, 0xFF43, 0x202E, 0xE000, 0x10FFFD, 0x1D400, 0xE0001]
     mismatched = [hex(cp) for cp in sample if cp not in SURROGATES
-                  and (pattern.fullmatch(f"x{chr(cp)}x") is not None) != accepted(f"x{chr(cp)}x")]
+                  and (pattern.fullmatch(f"1{chr(cp)}1") is not None) != accepted(f"1{chr(cp)}1")]
     assert mismatched == []
+
+
+@pytest.mark.parametrize("value", [
+    "\u0441ust-123",          # Cyrillic es, then Latin: looks like cust-123
+    "cust-12\u0417",          # Latin with a Cyrillic Ze, which looks like 3
+    "p\u0430ypal",            # Latin with a Cyrillic a
+    "\u03bfrder-1",           # Greek omicron, then Latin
+    "\u0441\u044b\u0440-\u03b1",  # Cyrillic with a Greek alpha
+    "\u0645\u0631\u062d\u0628\u0627a",  # Arabic with a Latin a
+])
+def test_customer_id_refuses_letters_of_mixed_scripts(value: str) -> None:
+    with pytest.raises(ValidationError, match="one script"):
+        JobSubmissionRequest(job_type="thumbnail", customer_id=value)
+
+
+@pytest.mark.parametrize("value", [
+    "cust-123", "CUST 123", "\u0441\u044b\u0440-123",   # all Latin; all Cyrillic with digits
+    "\u03b1\u03b2\u03b3.7", "\u0645\u0631\u062d\u0628\u0627",  # Greek; Arabic
+    "\u682a\u5f0f\u4f1a\u793e\u30c6\u30b9\u30c8",       # Han with Katakana (Japanese)
+    "ACME-\u682a\u5f0f\u4f1a\u793e",                       # Latin with Han
+    "\ud55c\uad6d-\u5927\u97d3",                           # Hangul with Han (Korean)
+    "caf\u00e9", "stra\u00dfe_1", "a  b",              # precomposed letters; inner spaces
+])
+def test_customer_id_accepts_one_script_and_the_cjk_combinations(value: str) -> None:
+    assert accepted(value)
+
+
+@pytest.mark.parametrize("value", [" cust-123", "cust-123 ", " ", "   ", "\u1680cust",
+                                   "cust\u1680", "\tcust", ""])
+def test_customer_id_refuses_whitespace_at_either_end_and_blank(value: str) -> None:
+    assert not accepted(value)
+    assert re.fullmatch(customer_id_pattern(), value) is None
