@@ -1,10 +1,17 @@
 """`POST /admin/functions/{name}`: run a non-HTTP function now, as `func start` serves it.
 
-Follows `Invoke` in the host's admin controller (src/WebJobs.Script.WebHost/Controllers in
-Azure/azure-functions-host): the body is `{"input": "..."}`, a missing body is 400, an
-unknown function (names compare case-insensitively) is 404, and otherwise the invocation is
-started in the background and the answer is 202 at once. Locally no key is needed; in Azure
-the endpoint needs the master key.
+Follows `Invoke` in the host's FunctionsController (Azure/azure-functions-host,
+src/WebJobs.Script.WebHost/Controllers/FunctionsController.cs): the body is `{"input": "..."}`,
+bound with `[FromBody]`, so a request that is not JSON is 415 before anything else is looked at
+(ASP.NET Core's BodyModelBinder finds no input formatter for its Content-Type, and the
+UnsupportedContentTypeFilter that MvcCoreMvcOptionsSetup adds to every action answers 415; the
+JSON formatters read application/json, text/json and application/*+json). A missing or invalid
+JSON body is 400, an unknown function (names compare case-insensitively) is 404, and otherwise
+the invocation is started in the background and the answer is 202 at once. Locally no key is
+needed; in Azure the endpoint needs the master key.
+
+The 415 also keeps a web page from running a function: a cross-origin POST a browser sends
+without asking first (a "simple" request) can only carry text/plain, form or multipart bodies.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ class AdminEndpoints:
         found = _INVOKE_PATH.match(path)
         if found is None or incoming.method.upper() != "POST":
             return None
+        if not is_json_media_type(header(incoming, "content-type")):
+            return Reply(415)
         text = read_input(incoming.body)
         if text is None:
             return Reply(400)
@@ -72,6 +81,19 @@ class AdminEndpoints:
             pass  # logged with its traceback by the invoker
         except Exception:
             logger.exception("Invoking %s through the admin API failed", spec.name)
+
+
+def header(incoming: IncomingRequest, name: str) -> str:
+    """The first value of header `name` (compared case-insensitively), or ''."""
+    return next((v for k, v in incoming.headers if k.lower() == name.lower()), "")
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """Whether ASP.NET Core's JSON input formatters read this Content-Type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return media in {"application/json", "text/json"} or (main == "application" and
+                                                          sub.endswith("+json"))
 
 
 def read_input(body: bytes) -> str | None:

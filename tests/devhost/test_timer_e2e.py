@@ -44,8 +44,8 @@ def test_admin_endpoint_runs_a_timer_function_now(start_host: HostFactory) -> No
     assert run["function"] == "tick"
     assert requests.post(f"{base}/admin/functions/nope", json={"input": ""},
                          timeout=10).status_code == 404
-    assert requests.post(f"{base}/admin/functions/tick", data="not json",
-                         timeout=10).status_code == 400
+    assert requests.post(f"{base}/admin/functions/tick", data="not json", timeout=10,
+                         headers={"Content-Type": "application/json"}).status_code == 400
     assert requests.get(f"{base}/admin/functions/tick", timeout=10).status_code == 404
 
 
