@@ -1,15 +1,28 @@
 # One command each: `make run` serves the app on :7071, `make test` runs every test.
 # Both set up what is missing first: .venv (pip install -e ".[dev]") and node_modules (npm ci).
+# Another Python, in a venv of its own: make test PYTHON=python3.13 VENV=.venv-3.13
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 
-.PHONY: install run test lint audit lock format clean reliability-report bench explore
+.PHONY: install venv-python run test lint audit lock format clean reliability-report bench explore
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: venv-python $(PY_STAMP) $(NODE_STAMP)
+
+# A PYTHON given on the command line or in the environment must be the venv's own Python:
+# otherwise an existing venv would run the tests on another version without a word.
+venv-python:
+ifneq ($(filter command line environment,$(origin PYTHON)),)
+	@want=$$($(PYTHON) $(PY_VERSION)) || exit 1; \
+	if [ -x $(BIN)/python ]; then have=$$($(BIN)/python $(PY_VERSION)); \
+	  if [ "$$have" != "$$want" ]; then \
+	    echo "$(VENV) holds Python $$have, not $$want ($(PYTHON)): pass VENV=.venv-$$want" >&2; \
+	    exit 1; fi; fi
+endif
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,4 +81,4 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-* node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ import azure.functions as func
 
 from devhost.catalog import FunctionSpec
 from devhost.invocation import InvocationFailed, Invoker
+from devhost.reasons import REASON_PHRASES, reason_phrase
 from devhost.routing import NotFound, Router, decode_path
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     timeout = 60  # seconds a client may take to send its request
     front_door: HttpFrontDoor  # set on the subclass made by `make_server`
+    # Also the phrases of the errors http.server answers itself (send_error): the host's.
+    responses = {status: (phrase, phrase) for status, phrase in REASON_PHRASES.items()}
 
     def serve(self) -> None:
         """Read the request, let the front door answer it, write the reply."""
@@ -201,7 +204,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _write(self, reply: Reply) -> None:
-        self.send_response_only(reply.status)
+        self.send_response_only(reply.status, reason_phrase(reply.status))
         headers = [(k, v) for k, v in reply.headers if k.lower() not in _SERVER_HEADERS]
         for name, value in headers:
             self.send_header(name, value)

@@ -59,6 +59,19 @@ def test_http_function_status_code_is_kept(http_host: SampleHost) -> None:
     assert response.headers["Content-Type"] == "application/json"
 
 
+@pytest.mark.parametrize(("status", "phrase"), [(422, "Unprocessable Entity"),
+                                               (413, "Payload Too Large"), (418, "I'm a teapot"),
+                                               (202, "Accepted"), (299, "")])
+def test_http_reason_phrase_is_the_hosts_whatever_the_python(http_host: SampleHost, status: int,
+                                                             phrase: str) -> None:
+    # Kestrel's phrases, from ASP.NET Core's ReasonPhrases (dotnet/aspnetcore,
+    # src/Http/WebUtilities/src/ReasonPhrases.cs), empty for a status it does not list; Python
+    # 3.13's http.HTTPStatus says "Unprocessable Content" and "Content Too Large".
+    status_line = _raw_request(http_host, f"GET /api/echo/x?status={status} HTTP/1.0\r\n"
+                                          "Host: localhost\r\n\r\n".encode()).split(b"\r\n")[0]
+    assert status_line == f"HTTP/1.0 {status} {phrase}".encode()
+
+
 def test_http_mimetype_and_charset_become_the_content_type(http_host: SampleHost) -> None:
     response = requests.get(f"{http_host.url}/plain", timeout=10)
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
