@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 
-.PHONY: install venv-python run test lint audit lock format clean reliability-report bench explore
+.PHONY: install venv-python run test check-az lint audit lock format clean reliability-report bench explore
 
 install: venv-python $(PY_STAMP) $(NODE_STAMP)
 
@@ -60,6 +60,12 @@ explore: install
 # bench/results.md and bench/latency.png. Figures only: it asserts nothing about speed.
 bench: install
 	$(BIN)/python -m bench
+
+# Checks every az command and flag on docs/deploy.md and docs/security.md against the --help of
+# the azure-cli at AZ (no login needed), e.g. make check-az AZ=/opt/azcli/bin/az
+AZ ?=
+check-az: install
+	AZ=$(AZ) $(BIN)/python -m pytest -m azcli tests/unit/test_docs_az_commands.py -q -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .
