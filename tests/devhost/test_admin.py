@@ -54,6 +54,13 @@ def test_admin_cross_origin_simple_post_is_refused_and_runs_nothing(
     # 415 comes before the name is looked up, as model binding runs before the action.
     assert requests.post(f"{host.process.base_url}/admin/functions/nope", data=JSON_BODY,
                          headers={"Content-Type": "text/plain"}, timeout=10).status_code == 415
+    # A page's application/json POST is preflighted first; the local host sends no CORS headers
+    # (devhost/README.md: no CORS), so the browser never sends that POST.
+    preflight = requests.options(url, timeout=10, headers={
+        "Origin": "https://attacker.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 404
+    assert "Access-Control-Allow-Origin" not in preflight.headers
     assert collect_json(host.queue("RESULTS_QUEUE"), count=1, timeout=3) == []
 
     answer = requests.post(url, data=JSON_BODY, timeout=10,
