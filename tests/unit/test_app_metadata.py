@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from jobs.handlers import known_job_types
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -100,7 +102,7 @@ def test_openapi_request_schema_is_the_submission_model(spec: dict[str, Any]) ->
     if "$ref" in schema:
         schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"job_type", "customer_id"}
-    assert schema["properties"]["job_type"]["enum"] == ["thumbnail"]
+    assert schema["properties"]["job_type"]["enum"] == known_job_types()
 
 
 def test_openapi_documents_headers_and_cancelled_status(spec: dict[str, Any]) -> None:
