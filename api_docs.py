@@ -1,14 +1,19 @@
 """What the OpenAPI document needs beyond what the decorators generate: the API's description,
 the request body as a named component (one variant per typed job type, chosen by `job_type`),
-response headers, and the links from a submitted job to its status and cancel operations."""
+response headers, and the links from a submitted job to its status and cancel operations; and
+the Swagger UI page, whose files come from a pinned package rather than a CDN."""
 
 from __future__ import annotations
 
 import copy
+import html
+import json
 import re
+import secrets
 from typing import Any
 
 from pydantic import BaseModel
+from swagger_ui_bundle import swagger_ui_path
 
 from jobs.handlers import JobType, job_types
 from jobs.models import customer_id_pattern
@@ -152,3 +157,53 @@ def _variant(submission: dict[str, Any], name: str, names: list[str]) -> dict[st
 
 def _camel(job_type: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", job_type))
+
+
+# --- Swagger UI, served from the pinned swagger-ui-bundle-v2 package: no third-party request ---
+
+#: The files of the package the page loads, and their media types.
+SWAGGER_UI_FILES = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+SWAGGER_UI_CSP = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+                  "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+                  "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>{title}</title>
+    <link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+    <link rel="stylesheet" type="text/css" href="{assets}/swagger-ui.css">
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="{assets}/swagger-ui-bundle.js"></script>
+    <script nonce="{nonce}">
+      window.ui = SwaggerUIBundle({{url: {document}, dom_id: "#swagger-ui",
+        presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout", validatorUrl: null}});
+    </script>
+  </body>
+</html>
+"""
+
+
+def swagger_ui_page(*, title: str, document_url: str, assets_url: str) -> tuple[str, str]:
+    """The Swagger UI page and its Content-Security-Policy: scripts, styles and requests stay
+    on the app's own origin."""
+    nonce = secrets.token_urlsafe(16)
+    page = SWAGGER_UI_PAGE.format(title=html.escape(title), assets=html.escape(assets_url),
+                                  document=json.dumps(document_url), nonce=nonce)
+    return page, SWAGGER_UI_CSP.format(nonce=nonce)
+
+
+def swagger_ui_file(name: str) -> tuple[bytes, str] | None:
+    """One of the page's files from the installed package, with its media type; None for any
+    other name."""
+    media_type = SWAGGER_UI_FILES.get(name)
+    if media_type is None:
+        return None
+    return (swagger_ui_path / name).read_bytes(), media_type
