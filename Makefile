@@ -1,5 +1,7 @@
 # One command each: `make run` serves the app on :7071, `make test` runs every test.
 # Both set up what is missing first: .venv (pip install -e ".[dev]") and node_modules (npm ci).
+# `make test ARGS=tests/unit/test_lifecycle.py` (or `ARGS="path::test_name"`, or `ARGS="-k word"`)
+# runs only what ARGS names; `make test-fast` runs the unit and integration tests alone.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint audit lock format clean reliability-report bench explore
+.PHONY: install run test test-fast lint audit lock format clean reliability-report bench explore
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -27,8 +29,13 @@ local.settings.json: local.settings.json.example
 run: install local.settings.json
 	./scripts/run.sh
 
+ARGS ?=
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(ARGS)
+
+# The tests that need no local host: unit and integration (against Azurite), well under a minute.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit tests/integration -q $(ARGS)
 
 # Runs the fault-injection scenarios and prints their figures (the README's Reliability table).
 reliability-report: install
