@@ -77,12 +77,17 @@ CREDENTIALS = [
 ]
 
 
-#: What `make run` leaves behind, and worse: every value would break the test if it were read.
+#: What `make run` leaves behind, made worse: each value breaks the test if it is read. The
+#: connection string names a port nothing listens on (so a developer's running Azurite cannot
+#: answer for it), and the worker is disabled.
 HOSTILE_LOCAL_SETTINGS = {
     "IsEncrypted": False,
-    "Values": {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
-               "JOB_HANDLER_MODULES": "no_such_module", "JOBS_TABLE_NAME": "other"},
-    "Host": {"LocalHttpPort": 1},
+    "Values": {
+        "AzureWebJobsStorage": f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
+        f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:9/{ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:9/{ACCOUNT};TableEndpoint=http://127.0.0.1:9/{ACCOUNT};",
+        "AzureWebJobs.process_job.Disabled": "true",
+    },
 }
 
 
