@@ -37,7 +37,7 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/integration -q $(ARGS)
 
-# Runs the fault-injection scenarios and prints their figures (the README's Reliability table).
+# Runs the fault-injection scenarios and prints their figures (the table in docs/testing.md).
 reliability-report: install
 	rm -rf build/reliability
 	$(BIN)/python -m pytest -m reliability -q
