@@ -108,7 +108,9 @@ def test_keyless_flow_ignores_the_checkouts_local_settings(
     """A checkout with a local.settings.json (as `make run` writes one) still passes: the
     file's AzureWebJobsStorage would otherwise win over the identity settings and give 503."""
     checkout = devhost_process.app_tree(ROOT, tmp_path / "checkout")
-    (checkout / "local.settings.json").write_text(json.dumps(HOSTILE_LOCAL_SETTINGS))
+    hostile = checkout / "local.settings.json"
+    hostile.unlink(missing_ok=True)  # were it a link, writing would reach the developer's file
+    hostile.write_text(json.dumps(HOSTILE_LOCAL_SETTINGS))
     run_keyless_flow(checkout, keyless_storage, identity, monkeypatch, {})
 
 
