@@ -107,6 +107,11 @@ def _name_request_body(document: dict[str, Any]) -> None:
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components[SUBMISSION_SCHEMA] = _by_job_type(schema, components)
     media["schema"] = {"$ref": COMPONENT_REF.format(model=SUBMISSION_SCHEMA)}
+    free_form = components.get(FREE_FORM_SCHEMA)
+    if free_form is not None:
+        # Swagger UI leaves the discriminator out of the body it makes up for a union.
+        media["example"] = {name: free_form["properties"][name]["examples"][0]
+                            for name in ("job_type", "customer_id", "payload")}
 
 
 def _by_job_type(submission: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +155,7 @@ def _typed_variant(submission: dict[str, Any], name: str, job_type: JobType, *,
 def _variant(submission: dict[str, Any], name: str, names: list[str]) -> dict[str, Any]:
     variant = copy.deepcopy(submission)
     variant["title"] = name
-    variant["properties"]["job_type"]["enum"] = names
-    variant["properties"]["job_type"].pop("examples", None)
+    variant["properties"]["job_type"].update(enum=names, examples=names[:1])
     return variant
 
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from swagger_ui_bundle import swagger_ui_path
 
-from tests.e2e.conftest import JobApp
+from tests.e2e.conftest import JobApp, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -73,6 +73,24 @@ def test_swagger_ui_renders_and_submits_a_job_from_its_own_origin(job_app: JobAp
     assert off_origin(job_app, requested) == []
     assert any(url.endswith("/api/docs/swagger-ui-bundle.js") for url in requested)
     assert errors == []
+
+
+@pytest.fixture
+def typed_app() -> Iterator[JobApp]:
+    """The app with a job type whose payload has a model: the body is a union by job_type."""
+    yield from serve(JOB_HANDLER_MODULES="examples.resize")
+
+
+def test_swagger_ui_shows_each_job_types_body_and_submits_one(typed_app: JobApp) -> None:
+    requested: list[str] = []
+    with docs_page(typed_app, requested) as page:
+        schemas = page.locator("section.models")  # open when the page loads
+        for name in ("ResizeJobSubmission", "ResizePayload", "FreeFormJobSubmission"):
+            schemas.get_by_text(name, exact=True).first.wait_for(timeout=15_000)
+        code, answer = try_it_out_submit(page)
+    assert code == "202"
+    assert typed_app.wait_for(str(answer["job_id"]), {"completed"})["status"] == "completed"
+    assert off_origin(typed_app, requested) == []
 
 
 def test_swagger_ui_authorize_sends_the_function_key(job_app: JobApp) -> None:
