@@ -1,6 +1,8 @@
 # One command each: `make run` serves the app on :7071, `make test` runs every test.
 # Both set up what is missing first: .venv (pip install -e ".[dev]") and node_modules (npm ci).
 # Another Python, in a venv of its own: make test PYTHON=python3.13 VENV=.venv-3.13
+# `make test ARGS=tests/unit/test_lifecycle.py` (or `ARGS="path::test_name"`, or `ARGS="-k word"`)
+# runs only what ARGS names; `make test-fast` runs the unit and integration tests alone.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +11,8 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 
-.PHONY: install venv-python run test check-az lint audit lock format clean reliability-report bench explore
+.PHONY: install venv-python run test test-fast check-az lint audit lock format clean \
+	reliability-report bench explore
 
 install: venv-python $(PY_STAMP) $(NODE_STAMP)
 
@@ -40,10 +43,15 @@ local.settings.json: local.settings.json.example
 run: install local.settings.json
 	./scripts/run.sh
 
+ARGS ?=
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(ARGS)
 
-# Runs the fault-injection scenarios and prints their figures (the README's Reliability table).
+# The tests that need no local host: unit and integration (against Azurite), well under a minute.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit tests/integration -q $(ARGS)
+
+# Runs the fault-injection scenarios and prints their figures (the table in docs/testing.md).
 reliability-report: install
 	rm -rf build/reliability
 	$(BIN)/python -m pytest -m reliability -q

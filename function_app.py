@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
-from azure_functions_openapi import get_openapi_json, openapi, render_swagger_ui
+from azure_functions_openapi import get_openapi_json, openapi
 from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
 from pydantic import BaseModel
 
-from api_docs import API_DESCRIPTION, complete_document
+from api_docs import API_DESCRIPTION, complete_document, swagger_ui_file, swagger_ui_page
 from jobs import worker
 from jobs.cancellation import cancel
 from jobs.errors import (
@@ -240,11 +240,22 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(openapi_json(), mimetype="application/json")
 
 
-@app.route(route="docs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+# The page and its files: all from the app itself, so the page works offline and loads no
+# third-party script.
+@app.route(route="docs/{file?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def swagger_ui(req: func.HttpRequest) -> func.HttpResponse:
-    response: func.HttpResponse = render_swagger_ui(
-        title="Queue-backed job API", openapi_url="/api/openapi.json")
-    return response
+    name = req.route_params.get("file")
+    if not name:
+        page, policy = swagger_ui_page(title="Queue-backed job API",
+                                       document_url="/api/openapi.json", assets_url="/api/docs")
+        return func.HttpResponse(page, mimetype="text/html", headers={
+            "Content-Security-Policy": policy, "Cache-Control": "no-store"})
+    found = swagger_ui_file(name)
+    if found is None:
+        return error_response(404, "no such file", "not_found")
+    content, media_type = found
+    return func.HttpResponse(content, headers={"Content-Type": media_type,
+                                               "Cache-Control": "public, max-age=86400"})
 
 
 @cache

@@ -12,9 +12,9 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from jobs.handlers import known_job_types
+from jobs.handlers import known_job_types, payload_model
 
 
 class JobStatus(StrEnum):
@@ -145,7 +145,8 @@ class JobSubmissionRequest(BaseModel):
     )
     payload: dict[str, Any] = Field(
         default_factory=dict,
-        description="Job-specific input, passed to the handler unchanged.",
+        description="Job-specific input: checked against the job type's payload model when "
+        "it declares one, else any JSON object, passed to the handler unchanged.",
         examples=[{"asset_url": "https://example.invalid/image.png"}],
     )
 
@@ -177,13 +178,19 @@ class JobSubmissionRequest(BaseModel):
 
     @field_validator("payload")
     @classmethod
-    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _plain_json(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         try:
             json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
         except ValueError as e:  # UnicodeEncodeError is one too
             raise ValueError("payload must be plain JSON: NaN, Infinity and unpaired "
                              "surrogates (\\ud800) are not allowed") from e
-        return value
+        # job_type is absent when it failed its own check; its error is the one to report.
+        model = payload_model(info.data.get("job_type", ""))
+        if model is None:
+            return value
+        # A ValidationError raised here keeps its field's place: ["payload", "width"].
+        typed: dict[str, Any] = model.model_validate(value).model_dump(mode="json")
+        return typed
 
 
 def is_job_id(value: str) -> bool:

@@ -120,9 +120,12 @@ class _Run:
         return self.finish(result)
 
     def report_progress(self, percent: int, message: str = "") -> None:
-        """Store the handler's progress; raises JobCancelled if the job was cancelled."""
-        if not 0 <= percent <= 100:
-            raise ValueError("progress is a percentage, 0-100")
+        """Store the handler's progress; raises JobCancelled if the job was cancelled.
+
+        A percent outside 0-100 is the handler's bug, which no retry mends: the job fails.
+        """
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise JobFailed("bad_progress", f"progress takes a whole percent, 0-100: {percent!r}")
         progress = Progress(percent, message)
 
         def change(record: JobRecord) -> JobRecord:

@@ -9,6 +9,7 @@ tests/support/identity.py, which speaks the App Service managed-identity protoco
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -76,16 +77,54 @@ CREDENTIALS = [
 ]
 
 
+#: What `make run` leaves behind, made worse: each value breaks the test if it is read. The
+#: connection string names a port nothing listens on (so a developer's running Azurite cannot
+#: answer for it), and the worker is disabled.
+HOSTILE_LOCAL_SETTINGS = {
+    "IsEncrypted": False,
+    "Values": {
+        "AzureWebJobsStorage": f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
+        f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:9/{ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:9/{ACCOUNT};TableEndpoint=http://127.0.0.1:9/{ACCOUNT};",
+        "AzureWebJobs.process_job.Disabled": "true",
+    },
+}
+
+
 @pytest.mark.parametrize(("credential", "client_id"), CREDENTIALS)
 def test_keyless_recipe_flow_through_devhost(
     keyless_storage: KeylessStorage, identity: IdentityEndpoint,
     monkeypatch: pytest.MonkeyPatch, credential: dict[str, str], client_id: str | None,
 ) -> None:
+    run_keyless_flow(ROOT, keyless_storage, identity, monkeypatch, credential)
+    asked = {(r.get("resource"), r.get("client_id")) for r in identity.requests}
+    assert asked == {(STORAGE_AUDIENCE, client_id)}
+
+
+def test_keyless_flow_ignores_the_checkouts_local_settings(
+    keyless_storage: KeylessStorage, identity: IdentityEndpoint,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A checkout with a local.settings.json (as `make run` writes one) still passes: the
+    file's AzureWebJobsStorage would otherwise win over the identity settings and give 503."""
+    checkout = devhost_process.app_tree(ROOT, tmp_path / "checkout")
+    hostile = checkout / "local.settings.json"
+    hostile.unlink(missing_ok=True)  # were it a link, writing would reach the developer's file
+    hostile.write_text(json.dumps(HOSTILE_LOCAL_SETTINGS))
+    run_keyless_flow(checkout, keyless_storage, identity, monkeypatch, {})
+
+
+def run_keyless_flow(
+    checkout: Path, storage: KeylessStorage, identity: IdentityEndpoint,
+    monkeypatch: pytest.MonkeyPatch, credential: dict[str, str],
+) -> None:
+    """Complete one job and cancel a running one, through a host on `checkout`."""
     # The suite's own default connection string must not reach the host's environment.
     for name in [n for n in os.environ if n.lower().startswith("azurewebjobs")]:
         monkeypatch.delenv(name)
-    env = _keyless_env(keyless_storage, identity, credential)
-    with devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON) as host:
+    env = _keyless_env(storage, identity, credential)
+    with devhost_process.start(checkout, env=env, host_json_override=HOST_JSON,
+                               checkout=checkout) as host:
         host.wait_ready()
         _assert_no_account_key(host.process.pid)
         jobs = f"{host.base_url}/api/jobs"
@@ -101,8 +140,6 @@ def test_keyless_recipe_flow_through_devhost(
         cancelled = requests.delete(f"{jobs}/{running}", timeout=10)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert _wait_for(jobs, running, {"cancelled"})["status"] == "cancelled"
-    asked = {(r.get("resource"), r.get("client_id")) for r in identity.requests}
-    assert asked == {(STORAGE_AUDIENCE, client_id)}
 
 
 def test_keyless_token_with_another_audience_is_refused(

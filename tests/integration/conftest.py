@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from pydantic import BaseModel
 
 from jobs import handlers
 
 
 @pytest.fixture
-def register() -> Iterator[Callable[[str, handlers.Handler], None]]:
-    """Register extra job types for one test."""
+def register() -> Iterator[Callable[..., None]]:
+    """Register extra job types for one test: `register(name, handler, payload=Model)`."""
     added: list[str] = []
 
-    def add(job_type: str, handler: handlers.Handler) -> None:
-        handlers.register(job_type)(handler)
+    def add(job_type: str, handler: handlers.Handler,
+            payload: type[BaseModel] | None = None) -> None:
+        handlers.register(job_type, payload=payload)(handler)
         added.append(job_type)
 
     yield add

@@ -116,8 +116,9 @@ def test_submit_largest_body_fits_a_real_queue_message(
 
 def test_submit_unknown_job_type_lists_known_types(functions: Functions, table: TableClient
                                                    ) -> None:
-    response, _ = submit(functions, {**EXAMPLE, "job_type": "nope"})
-    assert "known types: thumbnail" in response_json(response)["detail"][0]["msg"]
+    response, _ = submit(functions, {**EXAMPLE, "job_type": "no-such-type"})
+    known = ", ".join(handlers.known_job_types())
+    assert f"known types: {known}" in response_json(response)["detail"][0]["msg"]
 
 
 def test_submit_storage_down_gives_503_and_no_message(

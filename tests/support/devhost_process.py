@@ -28,6 +28,8 @@ from tests.support.azurite import accepts, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Host started"
+#: The developer's own settings (`make run` writes them): never read by a test's host.
+LOCAL_SETTINGS = "local.settings.json"
 
 
 class DevHostProcess:
@@ -99,14 +101,19 @@ def start(
     host_json_override: Mapping[str, Any] | Path | str | None = None,
     *,
     port: int | None = None,
+    checkout: Path = ROOT,
 ) -> DevHostProcess:
     """Start `python -m devhost` for `script_root`; `env` is added to this process's environment.
 
     `host_json_override` is a dict (written to a temporary file) or a path to a JSON file.
-    The call does not wait: use `wait_ready()`.
+    The call does not wait: use `wait_ready()`. A host started on `checkout` (the repository,
+    by default) runs on a copy of it without local.settings.json, so the test's `env` is the
+    whole configuration, whatever the developer's file says.
     """
     port = port or free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="devhost-"))
+    if Path(script_root).resolve() == Path(checkout).resolve():
+        script_root = app_tree(Path(checkout), log_dir / "app")
     args = [sys.executable, "-m", "devhost", "--script-root", str(script_root),
             "--port", str(port)]
     override = _override_file(host_json_override, log_dir)
@@ -118,6 +125,15 @@ def start(
             start_new_session=True,
         )
     return DevHostProcess(process, port=port, log_dir=log_dir)
+
+
+def app_tree(source: Path, target: Path) -> Path:
+    """`target`, made to hold a link to each entry of `source` but its local.settings.json."""
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != LOCAL_SETTINGS:
+            (target / entry.name).symlink_to(entry.resolve())
+    return target
 
 
 def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from jobs.handlers import known_job_types
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -95,12 +97,29 @@ def test_openapi_lists_every_status_code(spec: dict[str, Any]) -> None:
 
 
 def test_openapi_request_schema_is_the_submission_model(spec: dict[str, Any]) -> None:
+    """One variant per typed job type (chosen by job_type) or, with none, the plain model:
+    each requires job_type and customer_id, and together they name every job type once."""
     body = spec["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]
-    schema = body["schema"]
-    if "$ref" in schema:
-        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-    assert set(schema["required"]) == {"job_type", "customer_id"}
-    assert schema["properties"]["job_type"]["enum"] == ["thumbnail"]
+    schema = component(spec, body["schema"])
+    variants = [component(spec, v) for v in schema.get("oneOf", [schema])]
+    for variant in variants:
+        assert {"job_type", "customer_id"} <= set(variant["required"])
+    named = [t for v in variants for t in v["properties"]["job_type"]["enum"]]
+    assert sorted(named) == known_job_types()
+    if "oneOf" in schema:
+        mapping = schema["discriminator"]["mapping"]
+        assert schema["discriminator"]["propertyName"] == "job_type"
+        assert sorted(mapping) == known_job_types()
+        for job_type, ref in mapping.items():
+            assert job_type in component(spec, {"$ref": ref})["properties"]["job_type"]["enum"]
+
+
+def component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema itself, or the component it refers to."""
+    if "$ref" not in schema:
+        return schema
+    found: dict[str, Any] = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return found
 
 
 def test_openapi_documents_headers_and_cancelled_status(spec: dict[str, Any]) -> None:

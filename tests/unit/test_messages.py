@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.errors import InvalidMessage, MessageTooLarge
+from jobs.handlers import known_job_types
 from jobs.messages import MAX_MESSAGE_BYTES, decode_message, encode_message
 from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
 
@@ -43,7 +44,7 @@ def test_models_request_payload_defaults_to_empty_object() -> None:
 
 def test_models_request_schema_lists_job_types_and_forbids_extra() -> None:
     schema = JobSubmissionRequest.model_json_schema()
-    assert schema["properties"]["job_type"]["enum"] == ["thumbnail"]
+    assert schema["properties"]["job_type"]["enum"] == known_job_types()
     assert schema["additionalProperties"] is False
 
 
