@@ -1,4 +1,10 @@
-"""The queue message codec: a job message to JSON text and back.
+"""The queue message codec: a job message to JSON text and back, and what binds it to its job.
+
+A job's id is a digest of everything else its message carries (job type, customer, payload,
+submit time, correlation id and a random nonce), made when the job is submitted. So a
+message names its job only if it is, field for field, the message the submit queued: change
+any field and it names another id, which no row has. Reading a message from the queue (or
+a stored copy from the table) therefore allows an exact replay of it and nothing more.
 
 Anyone who can write to the queue can put anything there, so decoding trusts nothing: any
 body that is not a job message of this app raises InvalidMessage, never another error.
@@ -6,7 +12,11 @@ body that is not a job message of this app raises InvalidMessage, never another 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +25,71 @@ from jobs.models import JobMessage, is_job_id
 
 # A queue message may hold 64 KiB once base64-encoded, so 48 KiB of UTF-8 text.
 MAX_MESSAGE_BYTES = 48 * 1024
+#: Room kept in every message for the ETag of its row, which is known only after the row is
+#: written: a Table Storage ETag (`W/"datetime'...'"`) is about 50 bytes as JSON.
+ETAG_ROOM = 96
+# Names the digest's input format, so a change of it can never make an old id match.
+_DIGEST_SCHEME = "job-message-1"
 
 
-def encode_message(message: JobMessage) -> str:
-    """The message as compact JSON; raises MessageTooLarge past the queue's limit."""
+@dataclass(frozen=True)
+class Queued:
+    """A decoded queue message: the job, and the ETag its row had when the submit wrote it.
+
+    The ETag is not part of the job and not bound to it: a wrong one only makes the worker
+    read the row before it claims the job.
+    """
+
+    job: JobMessage
+    row_etag: str = ""
+
+
+def new_job_message(*, job_type: str, customer_id: str, payload: dict[str, Any],
+                    submitted_at: datetime, correlation_id: str) -> JobMessage:
+    """A new job's message, with a fresh nonce and the id its content names."""
+    job = JobMessage(job_id="", job_type=job_type, customer_id=customer_id, payload=payload,
+                     submitted_at=submitted_at, correlation_id=correlation_id,
+                     token=secrets.token_urlsafe(16))
+    return JobMessage(job_id=job_id_for(job), job_type=job_type, customer_id=customer_id,
+                      payload=payload, submitted_at=submitted_at,
+                      correlation_id=correlation_id, token=job.token)
+
+
+def job_id_for(message: JobMessage) -> str:
+    """The job id a message's content names: a UUID (version 8) of its SHA-256 digest.
+
+    Every field but the id itself goes in, so the handler sees nothing the id does not bind.
+    122 bits of the digest remain: finding other content for a given id is out of reach.
+    """
+    content = json.dumps(
+        [_DIGEST_SCHEME, message.job_type, message.customer_id, message.payload,
+         message.submitted_at.isoformat(), message.correlation_id, message.token],
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    digest = int.from_bytes(hashlib.sha256(content.encode()).digest()[:16])
+    # RFC 9562 version 8 (custom) and the RFC variant; uuid.UUID(version=8) needs 3.14.
+    digest = digest & ~(0xF000 << 64) | 0x8000 << 64
+    digest = digest & ~(0xC000 << 48) | 0x8000 << 48
+    return str(uuid.UUID(int=digest))
+
+
+def names_its_job(message: JobMessage) -> bool:
+    """Whether the message's job id is the one its content names."""
+    try:
+        return message.job_id == job_id_for(message)
+    except (ValueError, RecursionError):  # no plain JSON, or too deep: no submit made it
+        return False
+
+
+def encode_message(message: JobMessage, *, row_etag: str = "") -> str:
+    """The message as compact JSON; raises MessageTooLarge past the queue's limit.
+
+    The size is judged as if the row's ETag took `ETAG_ROOM` bytes, so the message checked
+    before its row is written still fits once the ETag is added; an ETag larger than that
+    (none is) is left out.
+    """
+    etag = json.dumps(row_etag)
+    if len(etag) > ETAG_ROOM:
+        row_etag, etag = "", '""'
     text = json.dumps(
         {
             "job_id": message.job_id,
@@ -28,18 +99,24 @@ def encode_message(message: JobMessage) -> str:
             "submitted_at": message.submitted_at.isoformat(),
             "correlation_id": message.correlation_id,
             "token": message.token,
+            "row_etag": row_etag,
         },
         ensure_ascii=False,
         separators=(",", ":"),
         allow_nan=False,
     )
-    if len(text.encode()) > MAX_MESSAGE_BYTES:
+    if len(text.encode()) - len(etag.encode()) + ETAG_ROOM > MAX_MESSAGE_BYTES:
         raise MessageTooLarge(f"the job message would exceed {MAX_MESSAGE_BYTES} bytes")
     return text
 
 
 def decode_message(body: bytes) -> JobMessage:
     """Parse a message body; any malformed body raises InvalidMessage."""
+    return decode_queued(body).job
+
+
+def decode_queued(body: bytes) -> Queued:
+    """Parse a message body with its row ETag; any malformed body raises InvalidMessage."""
     try:
         data = json.loads(body)
         job_id = _text(data, "job_id")
@@ -48,7 +125,10 @@ def decode_message(body: bytes) -> JobMessage:
         payload = data.get("payload", {})
         if not isinstance(payload, dict):
             raise ValueError("payload is not an object")
-        return JobMessage(
+        etag = data.get("row_etag") or ""
+        if not isinstance(etag, str):
+            raise ValueError("row_etag is not a string")
+        job = JobMessage(
             job_id=job_id,
             job_type=_text(data, "job_type"),
             customer_id=_text(data, "customer_id"),
@@ -60,6 +140,7 @@ def decode_message(body: bytes) -> JobMessage:
     # RecursionError: JSON nested too deeply for the decoder.
     except (ValueError, TypeError, AttributeError, RecursionError) as e:
         raise InvalidMessage(f"not a job message: {e}") from e
+    return Queued(job, etag)
 
 
 def _text(data: Any, key: str) -> str:

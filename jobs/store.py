@@ -166,6 +166,18 @@ class JobStore:
             for entity in self._table.query_entities(query):
                 yield _key(entity)
 
+    def write_unchanged(self, record: JobRecord, *, etag: str) -> Versioned | None:
+        """Write `record` over the row if it still has `etag`, with no read; None if not.
+
+        None when the row changed since, or is gone. A write applied but answered with an
+        error is retried by the SDK, meets the new ETag, and also gives None: the caller
+        reads the row then and decides, as `update` does.
+        """
+        try:
+            return self._write(record, etag)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+
     def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
         """Apply `decide` to the job and write its answer if the row did not change meanwhile.
 
@@ -287,7 +299,6 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
         entity["progress_percent"] = record.progress.percent
         entity["progress_message"] = record.progress.message
     entity["correlation_id"] = record.correlation_id
-    entity["token"] = record.token
     entity["expires_at"] = record.expires_at
     entity["idempotency_row"] = record.idempotency_row
     return {key: value for key, value in entity.items() if value is not None}
@@ -311,7 +322,6 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         correlation_id=entity.get("correlation_id", ""),
         expires_at=_utc(entity.get("expires_at")),
         idempotency_row=entity.get("idempotency_row"),
-        token=entity.get("token", ""),
         claim=_claim(entity),
     )
 

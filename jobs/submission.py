@@ -19,15 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
-from jobs.messages import encode_message
+from jobs.messages import encode_message, new_job_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
 from jobs.store import IdempotencyKey, JobStore, Versioned
 
@@ -63,15 +61,14 @@ def submit(
     no row behind; the caller sends the message only after the rows exist.
     """
     now = clock()
-    job = JobMessage(job_id=str(uuid.uuid4()), job_type=request.job_type,
-                     customer_id=request.customer_id, payload=request.payload,
-                     submitted_at=now, correlation_id=correlation_id,
-                     token=secrets.token_urlsafe(16))
+    job = new_job_message(job_type=request.job_type, customer_id=request.customer_id,
+                          payload=request.payload, submitted_at=now,
+                          correlation_id=correlation_id)
     message = encode_message(job)
     if idempotency_key is None:
-        record = _insert_job(store, job, key_row=None).record
-        log.info("job accepted", extra=job_fields(record))
-        return Submitted(record, message)
+        written = _insert_job(store, job, key_row=None)
+        log.info("job accepted", extra=job_fields(written.record))
+        return Submitted(written.record, encode_message(job, row_etag=written.etag))
     fresh = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
                            job_id=job.job_id, fingerprint=request_fingerprint(request),
                            message=message, created_at=now)
@@ -93,6 +90,7 @@ def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, no
     if key is not None and found is not None:
         return _replay(store, key, found, fresh=fresh, now=now)
     written = _insert_job(store, job, key_row=fresh.row)
+    fresh = replace(fresh, message=encode_message(job, row_etag=written.etag))
     ours = _point_key(store, key, fresh)
     if ours is None:
         # The key may name our job, and a replay may have answered with it: keep the row.
@@ -169,7 +167,6 @@ def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
         updated_at=message.submitted_at,
         correlation_id=message.correlation_id,
         idempotency_row=key_row,
-        token=message.token,
     )
 
 

@@ -7,8 +7,16 @@ allowed delivery the job is marked failed first. A job cancelled while it runs s
 cancelled: its result is dropped.
 
 Anyone who can write to the queue can put anything there, so a message acts only on its
-own job: it must carry the random token the submit stored on the job's row. Anything else
-is dropped with a logged reason, never raised, since no retry could make it work.
+own job: its job id must be the digest of everything else it carries (jobs.messages), and
+the row it names must hold its job type and customer. So a message read from the queue or
+the table can be replayed exactly and cannot be changed: another job type, customer or
+payload names another job. Anything else is dropped with a logged reason, never raised,
+since no retry could make it work. The poison queue's function follows the same rule.
+
+The first claim of a job needs no read: the message carries the ETag its row got from the
+submit, and a write on that ETag succeeds only while the row is exactly as the submit wrote
+it from this very message. Any other claim (a redelivery, a job cancelled or claimed since)
+finds the ETag stale and reads the row to decide, as every later write does.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,10 +34,11 @@ from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, Ro
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields, log_context
-from jobs.messages import decode_message
+from jobs.messages import Queued, decode_queued, names_its_job
 from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
+from jobs.submission import accepted_record
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     #: The job is finished, cancelled, or run by another delivery; nothing was done.
     SKIPPED = "skipped"
-    #: The message is not a job message, names no job, or does not carry its job's token.
+    #: The message is not a job message, names no job, or does not match its job.
     DROPPED = "dropped"
 
 
@@ -59,11 +69,14 @@ def process(
     store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow
 ) -> Outcome:
     """Run one delivery of a job message; see the module docstring for the rules."""
-    message = _decode(delivery.body, message_id=delivery.message_id)
-    if message is None:
+    queued = _decode(delivery.body, message_id=delivery.message_id)
+    if queued is None:
         return Outcome.DROPPED
+    message = queued.job
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
-        run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
+        if not _names_its_job(message):
+            return Outcome.DROPPED
+        run = _Run.claim(store, queued, Claim(delivery.message_id, delivery.dequeue_count),
                          settings=settings, clock=clock)
         if isinstance(run, Outcome):
             return run
@@ -79,7 +92,7 @@ class _Run:
         self.settings, self.clock = settings, clock
 
     @classmethod
-    def claim(cls, store: JobStore, message: JobMessage, claim: Claim, *,
+    def claim(cls, store: JobStore, queued: Queued, claim: Claim, *,
               settings: Settings, clock: Clock) -> _Run | Outcome:
         """Claim the job for this delivery, or say why it may not run now."""
         def decide(record: JobRecord) -> JobRecord | None:
@@ -89,7 +102,9 @@ class _Run:
                 return None
             return lifecycle.start(record, claim, now=clock())
 
-        current = _update_own_job(store, message, decide)
+        message = queued.job
+        current = (_claim_untouched(store, queued, claim, now=clock())
+                   or _update_own_job(store, message, decide))
         if current is None:
             return Outcome.DROPPED
         if not current.applied:
@@ -201,30 +216,59 @@ def _checked_result(result: Any) -> dict[str, Any]:
     return stored
 
 
-def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
-    """Apply `decide` to the message's job, if the message carries the job's token.
+def _claim_untouched(store: JobStore, queued: Queued, claim: Claim, *, now: datetime
+                     ) -> Versioned | None:
+    """Claim an untouched accepted job with one write and no read; None if it is not one.
 
-    None, logged, when there is no such job or the token is not the job's: the message is
+    The message names its job, so its row was written from this very message; a write on
+    the ETag the submit got succeeds only while no one has changed the row since. So the
+    row is the accepted record the message makes, and starting it is what `decide` would
+    do. That record lacks the row's idempotency_row, which the merge leaves as it is.
+    """
+    if not queued.row_etag:
+        return None
+    started = lifecycle.start(accepted_record(queued.job, key_row=None), claim, now=now)
+    return store.write_unchanged(started, etag=queued.row_etag)
+
+
+def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
+    """Apply `decide` to the message's job, if the job's row holds what the message says.
+
+    None, logged, when there is no such job or its row does not match: the message is
     dropped, as no retry could make it act.
     """
     def own(record: JobRecord) -> JobRecord | None:
-        return decide(record) if record.token == message.token else None
+        return decide(record) if _matches(record, message) else None
 
     try:
         current = store.update(message.job_id, own)
     except JobNotFound:
         log.warning("dropped: the message names no job")
         return None
-    if current.record.token != message.token:
-        log.warning("dropped: the message's token does not match its job")
+    if not _matches(current.record, message):
+        log.warning("dropped: the message does not match its job",
+                    extra={"reason": "the job's row holds another job type or customer"})
         return None
     return current
 
 
-def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
+def _matches(record: JobRecord, message: JobMessage) -> bool:
+    return record.job_type == message.job_type and record.customer_id == message.customer_id
+
+
+def _names_its_job(message: JobMessage) -> bool:
+    """Whether the message is the one its job was submitted with; logged when not."""
+    if names_its_job(message):
+        return True
+    log.warning("dropped: the message does not match its job",
+                extra={"reason": "its job id is not the digest of its content"})
+    return False
+
+
+def _decode(body: bytes, *, message_id: str) -> Queued | None:
     """The job message in a body, or None, logged, for a body that is not one."""
     try:
-        return decode_message(body)
+        return decode_queued(body)
     except InvalidMessage as e:
         log.warning("dropped a malformed message",
                     extra={"message_id": message_id, "reason": str(e)})
@@ -240,9 +284,10 @@ def fail_poisoned(
     Raises only for a storage outage, which a later delivery can get past; a message it
     cannot act on is logged and dropped.
     """
-    message = _decode(body, message_id=message_id)
-    if message is None:
+    queued = _decode(body, message_id=message_id)
+    if queued is None:
         return Outcome.DROPPED
+    message = queued.job
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
 
     def decide(record: JobRecord) -> JobRecord | None:
@@ -251,6 +296,8 @@ def fail_poisoned(
         return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
 
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
+        if not _names_its_job(message):
+            return Outcome.DROPPED
         final = _update_own_job(store, message, decide)
         if final is None:
             return Outcome.DROPPED
