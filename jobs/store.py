@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -48,6 +49,8 @@ CLIENT_OPTIONS: dict[str, Any] = {
 EXTRA_CLIENT_OPTIONS: dict[str, Any] = {}
 
 Decide = Callable[[JobRecord], JobRecord | None]
+#: An entity tag as RFC 9110 writes it: `"..."` or `W/"..."`, never the wildcard `*`.
+ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e]*"')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +176,8 @@ class JobStore:
         error is retried by the SDK, meets the new ETag, and also gives None: the caller
         reads the row then and decides, as `update` does.
         """
+        if not ENTITY_TAG.fullmatch(etag):  # "*" would match the row in any state
+            return None
         try:
             return self._write(record, etag)
         except (ResourceModifiedError, ResourceNotFoundError):
