@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,14 +44,11 @@ class Queued:
 
 
 def new_job_message(*, job_type: str, customer_id: str, payload: dict[str, Any],
-                    submitted_at: datetime, correlation_id: str) -> JobMessage:
-    """A new job's message, with a fresh nonce and the id its content names."""
+                    submitted_at: datetime, correlation_id: str, nonce: str) -> JobMessage:
+    """A new job's message, with the id its content names; `nonce` must be new and random."""
     job = JobMessage(job_id="", job_type=job_type, customer_id=customer_id, payload=payload,
-                     submitted_at=submitted_at, correlation_id=correlation_id,
-                     token=secrets.token_urlsafe(16))
-    return JobMessage(job_id=job_id_for(job), job_type=job_type, customer_id=customer_id,
-                      payload=payload, submitted_at=submitted_at,
-                      correlation_id=correlation_id, token=job.token)
+                     submitted_at=submitted_at, correlation_id=correlation_id, token=nonce)
+    return replace(job, job_id=job_id_for(job))
 
 
 def job_id_for(message: JobMessage) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -63,7 +64,7 @@ def submit(
     now = clock()
     job = new_job_message(job_type=request.job_type, customer_id=request.customer_id,
                           payload=request.payload, submitted_at=now,
-                          correlation_id=correlation_id)
+                          correlation_id=correlation_id, nonce=uuid.uuid4().hex)
     message = encode_message(job)
     if idempotency_key is None:
         written = _insert_job(store, job, key_row=None)

@@ -39,11 +39,13 @@ ETAG = "W/\"datetime'2026-11-29T16%3A27%3A03.1234567Z'\""
 
 def test_messages_new_message_names_its_job_and_any_change_names_another() -> None:
     job = new_job_message(job_type="thumbnail", customer_id="cust", payload={"k": [1, 2.5]},
-                          submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32)
+                          submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32,
+                          nonce=uuid.uuid4().hex)
     assert names_its_job(job) and uuid.UUID(job.job_id).version == 8
     again = new_job_message(job_type="thumbnail", customer_id="cust", payload={"k": [1, 2.5]},
-                            submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32)
-    assert again.job_id != job.job_id  # the nonce makes every id new
+                            submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32,
+                            nonce=uuid.uuid4().hex)
+    assert again.job_id != job.job_id  # a new nonce makes a new id
     for change in [{"job_type": "other"}, {"customer_id": "cust2"}, {"payload": {"k": [1]}},
                    {"submitted_at": datetime(2026, 1, 2, tzinfo=UTC)},
                    {"correlation_id": "d" * 32}, {"token": "guess"}]:
@@ -54,7 +56,7 @@ def test_messages_new_message_names_its_job_and_any_change_names_another() -> No
 def test_messages_job_id_survives_the_queue_and_ignores_key_order() -> None:
     job = new_job_message(job_type="t", customer_id="c",
                           payload={"b": 1, "a": {"y": 0.1, "x": -0.0}},
-                          submitted_at=MESSAGE.submitted_at, correlation_id="")
+                          submitted_at=MESSAGE.submitted_at, correlation_id="", nonce="n")
     assert names_its_job(decode_message(encode_message(job).encode()))
     assert names_its_job(dataclasses.replace(job, payload={"a": {"x": -0.0, "y": 0.1}, "b": 1}))
 
