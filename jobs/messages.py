@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,23 +24,8 @@ from jobs.models import JobMessage, is_job_id
 
 # A queue message may hold 64 KiB once base64-encoded, so 48 KiB of UTF-8 text.
 MAX_MESSAGE_BYTES = 48 * 1024
-#: Room kept in every message for the ETag of its row, which is known only after the row is
-#: written: a Table Storage ETag (`W/"datetime'...'"`) is about 50 bytes as JSON.
-ETAG_ROOM = 96
 # Names the digest's input format, so a change of it can never make an old id match.
 _DIGEST_SCHEME = "job-message-1"
-
-
-@dataclass(frozen=True)
-class Queued:
-    """A decoded queue message: the job, and the ETag its row had when the submit wrote it.
-
-    The ETag is not part of the job and not bound to it: a wrong one only makes the worker
-    read the row before it claims the job.
-    """
-
-    job: JobMessage
-    row_etag: str = ""
 
 
 def new_job_message(*, job_type: str, customer_id: str, payload: dict[str, Any],
@@ -76,16 +61,8 @@ def names_its_job(message: JobMessage) -> bool:
         return False
 
 
-def encode_message(message: JobMessage, *, row_etag: str = "") -> str:
-    """The message as compact JSON; raises MessageTooLarge past the queue's limit.
-
-    The size is judged as if the row's ETag took `ETAG_ROOM` bytes, so the message checked
-    before its row is written still fits once the ETag is added; an ETag larger than that
-    (none is) is left out.
-    """
-    etag = json.dumps(row_etag)
-    if len(etag) > ETAG_ROOM:
-        row_etag, etag = "", '""'
+def encode_message(message: JobMessage) -> str:
+    """The message as compact JSON; raises MessageTooLarge past the queue's limit."""
     text = json.dumps(
         {
             "job_id": message.job_id,
@@ -95,24 +72,18 @@ def encode_message(message: JobMessage, *, row_etag: str = "") -> str:
             "submitted_at": message.submitted_at.isoformat(),
             "correlation_id": message.correlation_id,
             "token": message.token,
-            "row_etag": row_etag,
         },
         ensure_ascii=False,
         separators=(",", ":"),
         allow_nan=False,
     )
-    if len(text.encode()) - len(etag.encode()) + ETAG_ROOM > MAX_MESSAGE_BYTES:
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
         raise MessageTooLarge(f"the job message would exceed {MAX_MESSAGE_BYTES} bytes")
     return text
 
 
 def decode_message(body: bytes) -> JobMessage:
     """Parse a message body; any malformed body raises InvalidMessage."""
-    return decode_queued(body).job
-
-
-def decode_queued(body: bytes) -> Queued:
-    """Parse a message body with its row ETag; any malformed body raises InvalidMessage."""
     try:
         data = json.loads(body)
         job_id = _text(data, "job_id")
@@ -121,10 +92,7 @@ def decode_queued(body: bytes) -> Queued:
         payload = data.get("payload", {})
         if not isinstance(payload, dict):
             raise ValueError("payload is not an object")
-        etag = data.get("row_etag") or ""
-        if not isinstance(etag, str):
-            raise ValueError("row_etag is not a string")
-        job = JobMessage(
+        return JobMessage(
             job_id=job_id,
             job_type=_text(data, "job_type"),
             customer_id=_text(data, "customer_id"),
@@ -136,7 +104,6 @@ def decode_queued(body: bytes) -> Queued:
     # RecursionError: JSON nested too deeply for the decoder.
     except (ValueError, TypeError, AttributeError, RecursionError) as e:
         raise InvalidMessage(f"not a job message: {e}") from e
-    return Queued(job, etag)
 
 
 def _text(data: Any, key: str) -> str:

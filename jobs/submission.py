@@ -67,9 +67,9 @@ def submit(
                           correlation_id=correlation_id, nonce=uuid.uuid4().hex)
     message = encode_message(job)
     if idempotency_key is None:
-        written = _insert_job(store, job, key_row=None)
-        log.info("job accepted", extra=job_fields(written.record))
-        return Submitted(written.record, encode_message(job, row_etag=written.etag))
+        record = _insert_job(store, job, key_row=None).record
+        log.info("job accepted", extra=job_fields(record))
+        return Submitted(record, message)
     fresh = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
                            job_id=job.job_id, fingerprint=request_fingerprint(request),
                            message=message, created_at=now)
@@ -91,7 +91,6 @@ def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, no
     if key is not None and found is not None:
         return _replay(store, key, found, fresh=fresh, now=now)
     written = _insert_job(store, job, key_row=fresh.row)
-    fresh = replace(fresh, message=encode_message(job, row_etag=written.etag))
     ours = _point_key(store, key, fresh)
     if ours is None:
         # The key may name our job, and a replay may have answered with it: keep the row.

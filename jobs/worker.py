@@ -13,10 +13,11 @@ the table can be replayed exactly and cannot be changed: another job type, custo
 payload names another job. Anything else is dropped with a logged reason, never raised,
 since no retry could make it work. The poison queue's function follows the same rule.
 
-The first claim of a job needs no read: the message carries the ETag its row got from the
-submit, and a write on that ETag succeeds only while the row is exactly as the submit wrote
-it from this very message. Any other claim (a redelivery, a job cancelled or claimed since)
-finds the ETag stale and reads the row to decide, as every later write does.
+The first delivery's claim needs no read. The message names its job, so the job's row was
+written from this very message; the store's claim transaction succeeds only while the job
+has never left `accepted`, so the row is still exactly that. Any other claim (a redelivery,
+a duplicate, a job cancelled or claimed since) reads the row and decides, as every later
+write does.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, Ro
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields, log_context
-from jobs.messages import Queued, decode_queued, names_its_job
+from jobs.messages import decode_message, names_its_job
 from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
@@ -69,14 +70,13 @@ def process(
     store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow
 ) -> Outcome:
     """Run one delivery of a job message; see the module docstring for the rules."""
-    queued = _decode(delivery.body, message_id=delivery.message_id)
-    if queued is None:
+    message = _decode(delivery.body, message_id=delivery.message_id)
+    if message is None:
         return Outcome.DROPPED
-    message = queued.job
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
         if not _names_its_job(message):
             return Outcome.DROPPED
-        run = _Run.claim(store, queued, Claim(delivery.message_id, delivery.dequeue_count),
+        run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
                          settings=settings, clock=clock)
         if isinstance(run, Outcome):
             return run
@@ -92,7 +92,7 @@ class _Run:
         self.settings, self.clock = settings, clock
 
     @classmethod
-    def claim(cls, store: JobStore, queued: Queued, claim: Claim, *,
+    def claim(cls, store: JobStore, message: JobMessage, claim: Claim, *,
               settings: Settings, clock: Clock) -> _Run | Outcome:
         """Claim the job for this delivery, or say why it may not run now."""
         def decide(record: JobRecord) -> JobRecord | None:
@@ -102,8 +102,7 @@ class _Run:
                 return None
             return lifecycle.start(record, claim, now=clock())
 
-        message = queued.job
-        current = (_claim_untouched(store, queued, claim, now=clock())
+        current = (_claim_untouched(store, message, claim, now=clock())
                    or _update_own_job(store, message, decide))
         if current is None:
             return Outcome.DROPPED
@@ -216,19 +215,20 @@ def _checked_result(result: Any) -> dict[str, Any]:
     return stored
 
 
-def _claim_untouched(store: JobStore, queued: Queued, claim: Claim, *, now: datetime
+def _claim_untouched(store: JobStore, message: JobMessage, claim: Claim, *, now: datetime
                      ) -> Versioned | None:
-    """Claim an untouched accepted job with one write and no read; None if it is not one.
+    """On a first delivery, claim a job that never left `accepted`: one write, no read.
 
-    The message names its job, so its row was written from this very message; a write on
-    the ETag the submit got succeeds only while no one has changed the row since. So the
-    row is the accepted record the message makes, and starting it is what `decide` would
-    do. That record lacks the row's idempotency_row, which the merge leaves as it is.
+    None if the job left `accepted` or has no row; the caller then reads and decides. The
+    message names its job, so the row is the accepted record this message makes, and
+    starting it is what `decide` would do. That record lacks the row's idempotency_row,
+    which the merge leaves as it is. A later delivery (the job was most likely claimed)
+    goes straight to the read.
     """
-    if not queued.row_etag:
+    if claim.dequeue_count != 1:
         return None
-    started = lifecycle.start(accepted_record(queued.job, key_row=None), claim, now=now)
-    return store.write_unchanged(started, etag=queued.row_etag)
+    started = lifecycle.start(accepted_record(message, key_row=None), claim, now=now)
+    return store.leave_accepted_unread(started)
 
 
 def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
@@ -265,10 +265,10 @@ def _names_its_job(message: JobMessage) -> bool:
     return False
 
 
-def _decode(body: bytes, *, message_id: str) -> Queued | None:
+def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
     """The job message in a body, or None, logged, for a body that is not one."""
     try:
-        return decode_queued(body)
+        return decode_message(body)
     except InvalidMessage as e:
         log.warning("dropped a malformed message",
                     extra={"message_id": message_id, "reason": str(e)})
@@ -284,10 +284,9 @@ def fail_poisoned(
     Raises only for a storage outage, which a later delivery can get past; a message it
     cannot act on is logged and dropped.
     """
-    queued = _decode(body, message_id=message_id)
-    if queued is None:
+    message = _decode(body, message_id=message_id)
+    if message is None:
         return Outcome.DROPPED
-    message = queued.job
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
 
     def decide(record: JobRecord) -> JobRecord | None:

@@ -1,5 +1,8 @@
-"""The worker's claim: one write and no read for an untouched accepted job, the read-and-decide
-path for every other claim, and the storage requests a job costs end to end."""
+"""The worker's claim: one transaction and no read for a job that never left `accepted`, the
+read-and-decide path for every other claim, and the storage requests a job costs end to end.
+
+The marker row (`left-accepted`) is what makes the first path safe: an exact copy of a job's
+message, replayed at any later state, must find the job as the rules leave it."""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def _operation(service: str, request: Any) -> str:
     if service == "queue":
         return "messages" if "/messages" in path else "queue"
     if request.method == "POST":
-        return "entity" if not path.endswith("/Tables") else "table"
+        return {"Tables": "table", "$batch": "transaction"}.get(path.rsplit("/", 1)[-1], "entity")
     # A point read or write names the entity's keys; a query does not.
     return "entity" if "PartitionKey=" in path else "query"
 
@@ -89,9 +92,10 @@ def test_claim_no_progress_job_costs_six_requests_and_one_receive_per_batch(
 ) -> None:
     """Submit, the host's send, its receive, the worker, the host's delete, one GET.
 
-    Per job: the row's insert, the message's put, the claim and the finish (two
-    conditional merges, no read), the message's delete and the GET's point read; and one
-    receive per batch of 16 messages. 6 + 1/16 = 6.06 per job.
+    Per job: the row's insert, the message's put, the claim (one entity-group transaction:
+    the row started and its marker inserted) and the finish (a conditional merge), no read,
+    the message's delete and the GET's point read; and one receive per batch of 16
+    messages. 6 + 1/16 = 6.06 per job.
     """
     register("noop", lambda job, progress: {})
     for _ in range(BATCH):
@@ -111,27 +115,80 @@ def test_claim_no_progress_job_costs_six_requests_and_one_receive_per_batch(
         "table POST entity": BATCH,      # submit: insert the accepted row
         "queue POST messages": BATCH,    # the host sends the message
         "queue GET messages": 1,         # the host receives a batch
-        "table PATCH entity": 2 * BATCH,  # worker: claim, then finish, each on an ETag
+        "table POST transaction": BATCH,  # worker: the claim
+        "table PATCH entity": BATCH,     # worker: the finish, on the claim's ETag
         "queue DELETE messages": BATCH,  # the host deletes the handled message
         "table GET entity": BATCH,       # one GET of the job's status
     }
 
 
-def test_claim_first_delivery_writes_once_on_the_submits_etag_without_a_read(
+def test_claim_first_delivery_claims_in_one_transaction_without_a_read(
     functions: Functions, table: TableClient, register: Register, requests: Requests,
 ) -> None:
     seen: list[dict[str, int]] = []
     register("noop", lambda job, progress: seen.append(dict(requests.seen)) or {})
     response, out = submit(functions, {**EXAMPLE, "job_type": "noop"})
     job_id = response_json(response)["job_id"]
-    assert json.loads(out.get() or "")["row_etag"] == table.get_entity(job_id, "job").metadata[
-        "etag"]
     requests.take()
     functions["process_job"](queue_message(out.get() or ""))
-    assert seen == [{"table PATCH entity": 1}]  # the claim, before the handler ran
-    assert requests.take() == {"table PATCH entity": 2}
+    assert seen == [{"table POST transaction": 1}]  # the claim, before the handler ran
+    assert requests.take() == {"table POST transaction": 1, "table PATCH entity": 1}
     row = table.get_entity(job_id, "job")
     assert (row["status"], row["attempts"]) == ("completed", 1)
+    assert table.get_entity(job_id, "left-accepted")
+
+
+def test_claim_every_move_out_of_accepted_leaves_the_marker(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    """Claimed, cancelled, poisoned, abandoned: each job gets its marker with the change."""
+    register("noop", lambda job, progress: {})
+    made = {}
+    for way in ("claimed", "cancelled", "poisoned"):
+        response, out = submit(functions, {**EXAMPLE, "job_type": "noop"})
+        made[way] = response_json(response)["job_id"], out.get() or ""
+    functions["process_job"](queue_message(made["claimed"][1], dequeue_count=2))  # read path
+    cancel(functions, made["cancelled"][0])
+    functions["fail_poisoned_job"](queue_message(made["poisoned"][1]))
+    statuses = {way: table.get_entity(job_id, "job")["status"]
+                for way, (job_id, _) in made.items()}
+    assert statuses == {"claimed": "completed", "cancelled": "cancelled", "poisoned": "failed"}
+    markers = {r["PartitionKey"] for r in rows(table) if r["RowKey"] == "left-accepted"}
+    assert markers == {job_id for job_id, _ in made.values()}
+
+
+def test_claim_an_exact_replay_finds_each_state_as_the_rules_leave_it(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    """Anyone who read a message can queue it again: a first delivery of another message.
+
+    Running, completed, cancelled or failed, the job stays as it is and no handler runs.
+    """
+    ran: list[str] = []
+
+    def runs(job: JobMessage, progress: Any) -> dict[str, Any]:
+        ran.append(job.job_id)
+        before = table.get_entity(job.job_id, "job")
+        functions["process_job"](queue_message(messages[job.job_id]))  # while it runs
+        assert table.get_entity(job.job_id, "job") == before
+        return {"ok": True}
+
+    register("runs", runs)
+    messages: dict[str, str] = {}
+    for _ in range(3):
+        response, out = submit(functions, {**EXAMPLE, "job_type": "runs"})
+        messages[response_json(response)["job_id"]] = out.get() or ""
+    done, cancelled, poisoned = messages
+    assert cancel(functions, cancelled)[0] == 200
+    functions["fail_poisoned_job"](queue_message(messages[poisoned]))
+    functions["process_job"](queue_message(messages[done]))
+    assert ran == [done]  # the replay while it ran did not run it again
+    ended = {job_id: table.get_entity(job_id, "job") for job_id in messages}
+    assert [row["status"] for row in ended.values()] == ["completed", "cancelled", "failed"]
+    for message in messages.values():
+        functions["process_job"](queue_message(message))  # replays after the end
+    assert ran == [done]
+    assert {job_id: table.get_entity(job_id, "job") for job_id in messages} == ended
 
 
 def test_claim_of_a_cancelled_job_reads_the_row_and_never_starts_it(
@@ -145,14 +202,14 @@ def test_claim_of_a_cancelled_job_reads_the_row_and_never_starts_it(
     requests.take()
     functions["process_job"](queue_message(out.get() or ""))
     assert ran == [] and status(functions, job_id)[1]["status"] == "cancelled"
-    # The write on the stale ETag fails; the row read then refuses the claim.
-    assert requests.take() == {"table PATCH entity": 1, "table GET entity": 2}
+    # The claim transaction meets the marker the cancel wrote; the row read then refuses.
+    assert requests.take() == {"table POST transaction": 1, "table GET entity": 2}
 
 
 def test_claim_redelivery_after_a_crash_takes_over_by_reading_the_row(
     functions: Functions, table: TableClient, register: Register,
 ) -> None:
-    """The first claim used the submit's ETag; a later delivery finds it stale and decides."""
+    """The first delivery claimed with no read; the rules of later deliveries hold as before."""
     crashes = [RuntimeError("worker died")]
 
     def flaky(job: JobMessage, progress: Any) -> dict[str, Any]:
@@ -166,8 +223,7 @@ def test_claim_redelivery_after_a_crash_takes_over_by_reading_the_row(
     message = out.get() or ""
     with pytest.raises(RuntimeError):
         functions["process_job"](queue_message(message, message_id="m1"))
-    overlapping = queue_message(message, message_id="m2")  # a duplicate of the message
-    functions["process_job"](overlapping)
+    functions["process_job"](queue_message(message, message_id="m2"))  # a duplicate copy
     assert table.get_entity(job_id, "job")["status"] == "running"  # still m1's
     functions["process_job"](queue_message(message, message_id="m1", dequeue_count=2))
     row = table.get_entity(job_id, "job")
@@ -175,27 +231,6 @@ def test_claim_redelivery_after_a_crash_takes_over_by_reading_the_row(
         "completed", 2, {"ok": True})
     functions["process_job"](queue_message(message, message_id="m1", dequeue_count=3))
     assert table.get_entity(job_id, "job")["attempts"] == 2
-
-
-@pytest.mark.parametrize("etag", [
-    "W/\"datetime'2020-01-01T00%3A00%3A00.0000000Z'\"",  # well formed, another row's
-    'W/"junk"',
-    "not an etag",
-    "*",  # would match any row: the worker must not take it as a claim of any state
-])
-def test_claim_with_a_wrong_etag_falls_back_to_reading_the_row(
-    functions: Functions, table: TableClient, register: Register, etag: str,
-) -> None:
-    register("noop", lambda job, progress: {})
-    response, out = submit(functions, {**EXAMPLE, "job_type": "noop"})
-    job_id = response_json(response)["job_id"]
-    message = json.loads(out.get() or "")
-    functions["process_job"](queue_message(json.dumps({**message, "row_etag": etag})))
-    row = table.get_entity(job_id, "job")
-    assert (row["status"], row["attempts"]) == ("completed", 1)
-    # On a finished row, the same wrong ETag changes nothing.
-    functions["process_job"](queue_message(json.dumps({**message, "row_etag": etag})))
-    assert table.get_entity(job_id, "job") == row
 
 
 def test_claim_without_a_read_keeps_the_key_so_retention_purges_both(
@@ -210,7 +245,8 @@ def test_claim_without_a_read_keeps_the_key_so_retention_purges_both(
     key_row = table.get_entity(job_id, "job")["idempotency_row"]
     functions["process_job"](queue_message(out.get() or ""))
     assert table.get_entity(job_id, "job")["idempotency_row"] == key_row
-    assert [r["PartitionKey"] for r in rows(table)] == sorted([job_id, key_row])
+    assert {(r["PartitionKey"], r["RowKey"]) for r in rows(table)} == {
+        (job_id, "job"), (job_id, "left-accepted"), (key_row, "key")}
     functions["purge_expired_jobs"](Timer())
     assert rows(table) == []
 

@@ -453,8 +453,8 @@ def forged(message: str, **changes: Any) -> str:
     return json.dumps({**json.loads(message), **changes})
 
 
-# Each forgery keeps the real message's job id, token and row ETag: all a reader of the
-# queue or the table can learn. It changes one thing the handler would see.
+# Each forgery keeps the real message's job id and token: all a reader of the queue or the
+# table can learn. It changes one thing the handler would see.
 FORGERIES = {
     "job_type": {"job_type": "attack"},
     "customer_id": {"customer_id": "cust-999"},
@@ -480,7 +480,6 @@ def test_forged_message_with_the_right_token_is_dropped_and_changes_nothing(
     response, out = submit(functions)
     job_id = response_json(response)["job_id"]
     real = out.get() or ""
-    assert json.loads(real)["row_etag"]  # the forgery may use it too
     before = rows(table)
     attack = forged(real, **changes)
     functions["process_job"](queue_message(attack))
@@ -522,14 +521,16 @@ def test_forged_poison_message_with_the_right_token_cannot_fail_a_running_job(
 def test_message_whose_row_holds_another_job_type_or_customer_is_dropped(
     functions: Functions, table: TableClient, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The row is checked too: a message acts only on a row that holds its type and customer."""
+    """The row read is checked too: a message acts only on a row of its type and customer."""
     caplog.set_level(logging.INFO, logger="jobs")
     response, out = submit(functions)
     job_id = response_json(response)["job_id"]
     row = table.get_entity(job_id, "job")
     table.update_entity({"PartitionKey": job_id, "RowKey": "job", "customer_id": "cust-999"})
     changed = table.get_entity(job_id, "job")
-    functions["process_job"](queue_message(out.get() or ""))
+    # A first delivery's claim trusts the row the id names, as only a table writer could
+    # have changed it; a later delivery and the poison queue's function read the row.
+    functions["process_job"](queue_message(out.get() or "", dequeue_count=2))
     functions["fail_poisoned_job"](queue_message(out.get() or ""))
     assert table.get_entity(job_id, "job") == changed and changed["status"] == row["status"]
     assert drops(caplog) == [("dropped: the message does not match its job",

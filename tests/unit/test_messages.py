@@ -12,11 +12,8 @@ from pydantic import ValidationError
 
 from jobs.errors import InvalidMessage, MessageTooLarge
 from jobs.messages import (
-    ETAG_ROOM,
     MAX_MESSAGE_BYTES,
-    Queued,
     decode_message,
-    decode_queued,
     encode_message,
     job_id_for,
     names_its_job,
@@ -31,10 +28,6 @@ MESSAGE = JobMessage(job_id="0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11", job_type="th
 
 def test_messages_round_trip() -> None:
     assert decode_message(encode_message(MESSAGE).encode()) == MESSAGE
-
-
-# The form of a Table Storage ETag, as Azure and Azurite answer an insert.
-ETAG = "W/\"datetime'2026-11-29T16%3A27%3A03.1234567Z'\""
 
 
 def test_messages_new_message_names_its_job_and_any_change_names_another() -> None:
@@ -59,28 +52,6 @@ def test_messages_job_id_survives_the_queue_and_ignores_key_order() -> None:
                           submitted_at=MESSAGE.submitted_at, correlation_id="", nonce="n")
     assert names_its_job(decode_message(encode_message(job).encode()))
     assert names_its_job(dataclasses.replace(job, payload={"a": {"x": -0.0, "y": 0.1}, "b": 1}))
-
-
-def test_messages_row_etag_round_trips_and_takes_the_room_kept_for_it() -> None:
-    assert len(json.dumps(ETAG)) <= ETAG_ROOM
-    assert decode_queued(encode_message(MESSAGE, row_etag=ETAG).encode()) == Queued(MESSAGE, ETAG)
-    assert decode_queued(encode_message(MESSAGE).encode()) == Queued(MESSAGE, "")
-    # A message that fits before its row is written still fits with the row's ETag.
-    fits = _sized(MAX_MESSAGE_BYTES)
-    encode_message(fits)
-    assert len(encode_message(fits, row_etag=ETAG).encode()) <= MAX_MESSAGE_BYTES
-    with pytest.raises(MessageTooLarge):
-        encode_message(_sized(MAX_MESSAGE_BYTES + 1))
-    assert json.loads(encode_message(MESSAGE, row_etag="x" * ETAG_ROOM))["row_etag"] == ""
-
-
-def _sized(size: int) -> JobMessage:
-    """MESSAGE with a payload that makes it `size` bytes, counting the room for the ETag."""
-    compact = json.dumps(MESSAGE.payload, separators=(",", ":"))
-    # Less the payload, and less the empty ETag's '""', which the room stands in for.
-    bare = len(encode_message(MESSAGE).encode()) - len(compact) - len('""')
-    filler = "x" * (size - ETAG_ROOM - bare - len('{"b":""}'))
-    return dataclasses.replace(MESSAGE, payload={"b": filler})
 
 
 def test_messages_encode_refuses_more_than_the_queue_holds() -> None:
