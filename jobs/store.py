@@ -1,15 +1,16 @@
 """The job status store on Azure Table Storage.
 
 Each job is its own partition (PartitionKey = job id), so load spreads over partitions and
-no single partition's throughput target caps the app. Every change is a conditional merge
-on the ETag the change was decided from.
+no single partition's throughput target caps the app. Every change is conditional: a merge
+on the ETag the change was decided from, or the first claim's transaction below.
 
 A job that leaves `accepted` gets a second row, `left-accepted`, inserted in the same
 entity-group transaction as that change (one billed transaction). While a job has none,
 its row is exactly as the submit wrote it: `accepted` has no transition to itself, so no
-write ever leaves a row accepted. That lets the worker claim a fresh job with no read: a
-transaction that starts the row and inserts the marker fails if the job left `accepted`
-already, whatever ETag anyone has seen. Purging a job deletes both rows in one transaction.
+write ever keeps a row accepted. That lets the worker claim a fresh job with no read: a
+transaction that starts the row and inserts the marker fails once the job has left
+`accepted`, whatever ETag anyone has seen. Purging a job deletes both rows in one
+transaction.
 """
 
 from __future__ import annotations

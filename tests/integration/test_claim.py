@@ -251,6 +251,19 @@ def test_claim_without_a_read_keeps_the_key_so_retention_purges_both(
     assert rows(table) == []
 
 
+def test_claim_purge_deletes_a_finished_row_that_has_no_marker(
+    functions: Functions, table: TableClient, retention: Callable[[float], None],
+) -> None:
+    """Rows written before jobs had the marker are purged all the same."""
+    retention(0)
+    response, _ = submit(functions)
+    job_id = response_json(response)["job_id"]
+    assert cancel(functions, job_id)[0] == 200
+    table.delete_entity(job_id, "left-accepted")
+    functions["purge_expired_jobs"](Timer())
+    assert rows(table) == []
+
+
 @pytest.fixture
 def retention(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Set the app's JOB_RETENTION_HOURS."""
