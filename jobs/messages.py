@@ -1,4 +1,10 @@
-"""The queue message codec: a job message to JSON text and back.
+"""The queue message codec: a job message to JSON text and back, and what binds it to its job.
+
+A job's id is a digest of everything else its message carries (job type, customer, payload,
+submit time, correlation id and a random nonce), made when the job is submitted. So a
+message names its job only if it is, field for field, the message the submit queued: change
+any field and it names another id, which no row has. Reading a message from the queue (or
+a stored copy from the table) therefore allows an exact replay of it and nothing more.
 
 Anyone who can write to the queue can put anything there, so decoding trusts nothing: any
 body that is not a job message of this app raises InvalidMessage, never another error.
@@ -6,7 +12,10 @@ body that is not a job message of this app raises InvalidMessage, never another 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +24,41 @@ from jobs.models import JobMessage, is_job_id
 
 # A queue message may hold 64 KiB once base64-encoded, so 48 KiB of UTF-8 text.
 MAX_MESSAGE_BYTES = 48 * 1024
+# Names the digest's input format, so a change of it can never make an old id match.
+_DIGEST_SCHEME = "job-message-1"
+
+
+def new_job_message(*, job_type: str, customer_id: str, payload: dict[str, Any],
+                    submitted_at: datetime, correlation_id: str, nonce: str) -> JobMessage:
+    """A new job's message, with the id its content names; `nonce` must be new and random."""
+    job = JobMessage(job_id="", job_type=job_type, customer_id=customer_id, payload=payload,
+                     submitted_at=submitted_at, correlation_id=correlation_id, token=nonce)
+    return replace(job, job_id=job_id_for(job))
+
+
+def job_id_for(message: JobMessage) -> str:
+    """The job id a message's content names: a UUID (version 8) of its SHA-256 digest.
+
+    Every field but the id itself goes in, so the handler sees nothing the id does not bind.
+    122 bits of the digest remain: finding other content for a given id is out of reach.
+    """
+    content = json.dumps(
+        [_DIGEST_SCHEME, message.job_type, message.customer_id, message.payload,
+         message.submitted_at.isoformat(), message.correlation_id, message.token],
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    digest = int.from_bytes(hashlib.sha256(content.encode()).digest()[:16])
+    # RFC 9562 version 8 (custom) and the RFC variant; uuid.UUID(version=8) needs 3.14.
+    digest = digest & ~(0xF000 << 64) | 0x8000 << 64
+    digest = digest & ~(0xC000 << 48) | 0x8000 << 48
+    return str(uuid.UUID(int=digest))
+
+
+def names_its_job(message: JobMessage) -> bool:
+    """Whether the message's job id is the one its content names."""
+    try:
+        return message.job_id == job_id_for(message)
+    except (ValueError, RecursionError):  # no plain JSON, or too deep: no submit made it
+        return False
 
 
 def encode_message(message: JobMessage) -> str:

@@ -100,8 +100,6 @@ class JobRecord:
     expires_at: datetime | None = None
     #: The partition key of the idempotency-key row that points at this job, if any.
     idempotency_row: str | None = None
-    #: A random secret the job's queue message carries; a message acts only on its own job.
-    token: str = field(default="", repr=False)
     claim: Claim | None = field(default=None, compare=False)
 
 
@@ -115,7 +113,8 @@ class JobMessage:
     payload: dict[str, Any]
     submitted_at: datetime
     correlation_id: str = ""
-    #: The job row's token: proof that the message was queued by the submit that made the job.
+    #: A random nonce, part of the content the job id is a digest of (jobs.messages), so
+    #: that ids are unique and unpredictable.
     token: str = field(default="", repr=False)
 
 

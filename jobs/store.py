@@ -1,8 +1,16 @@
 """The job status store on Azure Table Storage.
 
 Each job is its own partition (PartitionKey = job id), so load spreads over partitions and
-no single partition's throughput target caps the app. Every change is a conditional merge
-on the ETag the change was decided from.
+no single partition's throughput target caps the app. Every change is conditional: a merge
+on the ETag the change was decided from, or the first claim's transaction below.
+
+A job that leaves `accepted` gets a second row, `left-accepted`, inserted in the same
+entity-group transaction as that change (one billed transaction). While a job has none,
+its row is exactly as the submit wrote it: `accepted` has no transition to itself, so no
+write ever keeps a row accepted. That lets the worker claim a fresh job with no read: a
+transaction that starts the row and inserts the marker fails once the job has left
+`accepted`, whatever ETag anyone has seen. Purging a job deletes both rows in one
+transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+from azure.data.tables import (
+    TableClient,
+    TableEntity,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from jobs.connection import StorageConnection, service_client
 from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
@@ -33,6 +47,8 @@ from jobs.settings import get_settings
 
 log = logging.getLogger(__name__)
 ROW_KEY = "job"
+#: The row a job gets when it leaves `accepted` (sorted after the job's own row).
+LEFT_ACCEPTED_ROW_KEY = "left-accepted"
 KEY_ROW_KEY = "key"
 # A string property holds 64 KiB of UTF-16: 32K characters.
 MAX_TEXT_PROPERTY = 32 * 1024
@@ -48,6 +64,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
 EXTRA_CLIENT_OPTIONS: dict[str, Any] = {}
 
 Decide = Callable[[JobRecord], JobRecord | None]
+Operation = tuple[str, dict[str, Any], dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,8 +124,20 @@ class JobStore:
         return None if entity is None else Versioned(from_entity(entity), _etag(entity))
 
     def delete(self, job_id: str, *, etag: str) -> bool:
-        """Delete a job's row as of `etag`; False if it changed since."""
-        return self._delete(job_id, ROW_KEY, etag)
+        """Delete a job's row as of `etag`, with its `left-accepted` row; False if it changed.
+
+        A row written before jobs had the marker has none: then the row alone goes.
+        """
+        try:
+            self._transact([
+                ("delete", _keys(job_id, ROW_KEY), _on(etag)),
+                ("delete", _keys(job_id, LEFT_ACCEPTED_ROW_KEY), {}),
+            ])
+        except ResourceModifiedError:
+            return False
+        except ResourceNotFoundError:
+            return self._delete(job_id, ROW_KEY, etag)
+        return True
 
     def discard(self, job_id: str) -> None:
         """Delete a job row this process wrote but never answered for; best effort."""
@@ -166,6 +195,19 @@ class JobStore:
             for entity in self._table.query_entities(query):
                 yield _key(entity)
 
+    def leave_accepted_unread(self, record: JobRecord) -> Versioned | None:
+        """Write `record`, moved out of `accepted`, over a job row still as submitted; no read.
+
+        None if the job left `accepted` already (its marker exists) or has no row. Only for
+        a record made from the very message the row was written from. A transaction applied
+        but answered with an error is resent by the SDK, meets its own marker, and also gives
+        None: the caller reads the row then and decides, as `update` does.
+        """
+        try:
+            return self._leave_accepted(record, etag="*")
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+
     def update(self, job_id: str, decide: Decide, *, known: Versioned | None = None) -> Versioned:
         """Apply `decide` to the job and write its answer if the row did not change meanwhile.
 
@@ -185,6 +227,10 @@ class JobStore:
             if new is None or new is current.record:
                 return replace(current, applied=new is not None)
             try:
+                leaves = (current.record.status is JobStatus.ACCEPTED
+                          and new.status is not JobStatus.ACCEPTED)
+                if leaves:
+                    return self._leave_accepted(new, etag=current.etag)
                 return self._write(new, current.etag)
             except ResourceModifiedError:
                 current = None
@@ -223,6 +269,35 @@ class JobStore:
         with _storage_errors():
             for entity in self._table.query_entities(query):
                 yield Versioned(from_entity(entity), _etag(entity))
+
+    def _leave_accepted(self, record: JobRecord, *, etag: str) -> Versioned:
+        """Write `record` on `etag` and insert the job's `left-accepted` row, in one transaction.
+
+        Raises ResourceModifiedError if the row changed or the marker exists already, and
+        ResourceNotFoundError if the row is gone.
+        """
+        merge = {"mode": UpdateMode.MERGE, **(_on(etag) if etag != "*" else {})}
+        written = self._transact([
+            ("update", to_entity(record), merge),
+            ("create", _keys(record.job_id, LEFT_ACCEPTED_ROW_KEY), {}),
+        ])
+        return Versioned(record, written[0]["etag"], applied=True)
+
+    def _transact(self, operations: list[Operation]) -> list[dict[str, Any]]:
+        """Run an entity-group transaction; its failures raised as a single request's would.
+
+        A stale ETag (412) and an existing row (409) both raise ResourceModifiedError: each
+        says the job changed since the caller looked.
+        """
+        with _storage_errors():
+            try:
+                return [dict(result) for result in self._table.submit_transaction(operations)]
+            except TableTransactionError as e:
+                if e.status_code in (409, 412):
+                    raise ResourceModifiedError(e.message, response=e.response) from e
+                if e.status_code == 404:
+                    raise ResourceNotFoundError(e.message, response=e.response) from e
+                raise
 
     def _write(self, record: JobRecord, etag: str) -> Versioned:
         with _storage_errors():
@@ -287,7 +362,6 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
         entity["progress_percent"] = record.progress.percent
         entity["progress_message"] = record.progress.message
     entity["correlation_id"] = record.correlation_id
-    entity["token"] = record.token
     entity["expires_at"] = record.expires_at
     entity["idempotency_row"] = record.idempotency_row
     return {key: value for key, value in entity.items() if value is not None}
@@ -311,9 +385,17 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         correlation_id=entity.get("correlation_id", ""),
         expires_at=_utc(entity.get("expires_at")),
         idempotency_row=entity.get("idempotency_row"),
-        token=entity.get("token", ""),
         claim=_claim(entity),
     )
+
+
+def _keys(partition_key: str, row_key: str) -> dict[str, Any]:
+    return {"PartitionKey": partition_key, "RowKey": row_key}
+
+
+def _on(etag: str) -> dict[str, Any]:
+    """The options of a transaction operation conditioned on `etag`."""
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from datetime import datetime, timedelta
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
-from jobs.messages import encode_message
+from jobs.messages import encode_message, new_job_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
 from jobs.store import IdempotencyKey, JobStore, Versioned
 
@@ -63,10 +62,9 @@ def submit(
     no row behind; the caller sends the message only after the rows exist.
     """
     now = clock()
-    job = JobMessage(job_id=str(uuid.uuid4()), job_type=request.job_type,
-                     customer_id=request.customer_id, payload=request.payload,
-                     submitted_at=now, correlation_id=correlation_id,
-                     token=secrets.token_urlsafe(16))
+    job = new_job_message(job_type=request.job_type, customer_id=request.customer_id,
+                          payload=request.payload, submitted_at=now,
+                          correlation_id=correlation_id, nonce=uuid.uuid4().hex)
     message = encode_message(job)
     if idempotency_key is None:
         record = _insert_job(store, job, key_row=None).record
@@ -169,7 +167,6 @@ def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
         updated_at=message.submitted_at,
         correlation_id=message.correlation_id,
         idempotency_row=key_row,
-        token=message.token,
     )
 
 

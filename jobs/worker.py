@@ -7,8 +7,17 @@ allowed delivery the job is marked failed first. A job cancelled while it runs s
 cancelled: its result is dropped.
 
 Anyone who can write to the queue can put anything there, so a message acts only on its
-own job: it must carry the random token the submit stored on the job's row. Anything else
-is dropped with a logged reason, never raised, since no retry could make it work.
+own job: its job id must be the digest of everything else it carries (jobs.messages), and
+the row it names must hold its job type and customer. So a message read from the queue or
+the table can be replayed exactly and cannot be changed: another job type, customer or
+payload names another job. Anything else is dropped with a logged reason, never raised,
+since no retry could make it work. The poison queue's function follows the same rule.
+
+The first delivery's claim needs no read. The message names its job, so the job's row was
+written from this very message; the store's claim transaction succeeds only while the job
+has never left `accepted`, so the row is still exactly that. Any other claim (a redelivery,
+a duplicate, a job cancelled or claimed since) reads the row and decides, as every later
+write does.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,10 +35,11 @@ from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, Ro
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields, log_context
-from jobs.messages import decode_message
+from jobs.messages import decode_message, names_its_job
 from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
+from jobs.submission import accepted_record
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +62,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     #: The job is finished, cancelled, or run by another delivery; nothing was done.
     SKIPPED = "skipped"
-    #: The message is not a job message, names no job, or does not carry its job's token.
+    #: The message is not a job message, names no job, or does not match its job.
     DROPPED = "dropped"
 
 
@@ -63,6 +74,8 @@ def process(
     if message is None:
         return Outcome.DROPPED
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
+        if not _names_its_job(message):
+            return Outcome.DROPPED
         run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
                          settings=settings, clock=clock)
         if isinstance(run, Outcome):
@@ -89,7 +102,8 @@ class _Run:
                 return None
             return lifecycle.start(record, claim, now=clock())
 
-        current = _update_own_job(store, message, decide)
+        current = (_claim_untouched(store, message, claim, now=clock())
+                   or _update_own_job(store, message, decide))
         if current is None:
             return Outcome.DROPPED
         if not current.applied:
@@ -204,24 +218,54 @@ def _checked_result(result: Any) -> dict[str, Any]:
     return stored
 
 
-def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
-    """Apply `decide` to the message's job, if the message carries the job's token.
+def _claim_untouched(store: JobStore, message: JobMessage, claim: Claim, *, now: datetime
+                     ) -> Versioned | None:
+    """On a first delivery, claim a job that never left `accepted`: one write, no read.
 
-    None, logged, when there is no such job or the token is not the job's: the message is
+    None if the job left `accepted` or has no row; the caller then reads and decides. The
+    message names its job, so the row is the accepted record this message makes, and
+    starting it is what `decide` would do. That record lacks the row's idempotency_row,
+    which the merge leaves as it is. A later delivery (the job was most likely claimed)
+    goes straight to the read.
+    """
+    if claim.dequeue_count != 1:
+        return None
+    started = lifecycle.start(accepted_record(message, key_row=None), claim, now=now)
+    return store.leave_accepted_unread(started)
+
+
+def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Versioned | None:
+    """Apply `decide` to the message's job, if the job's row holds what the message says.
+
+    None, logged, when there is no such job or its row does not match: the message is
     dropped, as no retry could make it act.
     """
     def own(record: JobRecord) -> JobRecord | None:
-        return decide(record) if record.token == message.token else None
+        return decide(record) if _matches(record, message) else None
 
     try:
         current = store.update(message.job_id, own)
     except JobNotFound:
         log.warning("dropped: the message names no job")
         return None
-    if current.record.token != message.token:
-        log.warning("dropped: the message's token does not match its job")
+    if not _matches(current.record, message):
+        log.warning("dropped: the message does not match its job",
+                    extra={"reason": "the job's row holds another job type or customer"})
         return None
     return current
+
+
+def _matches(record: JobRecord, message: JobMessage) -> bool:
+    return record.job_type == message.job_type and record.customer_id == message.customer_id
+
+
+def _names_its_job(message: JobMessage) -> bool:
+    """Whether the message is the one its job was submitted with; logged when not."""
+    if names_its_job(message):
+        return True
+    log.warning("dropped: the message does not match its job",
+                extra={"reason": "its job id is not the digest of its content"})
+    return False
 
 
 def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
@@ -254,6 +298,8 @@ def fail_poisoned(
         return lifecycle.fail(record, error, now=clock(), retention=settings.retention)
 
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
+        if not _names_its_job(message):
+            return Outcome.DROPPED
         final = _update_own_job(store, message, decide)
         if final is None:
             return Outcome.DROPPED

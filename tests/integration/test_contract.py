@@ -453,39 +453,85 @@ def forged(message: str, **changes: Any) -> str:
     return json.dumps({**json.loads(message), **changes})
 
 
-def test_forged_message_with_another_token_is_dropped_and_runs_nothing(
+# Each forgery keeps the real message's job id and token: all a reader of the queue or the
+# table can learn. It changes one thing the handler would see.
+FORGERIES = {
+    "job_type": {"job_type": "attack"},
+    "customer_id": {"customer_id": "cust-999"},
+    "payload": {"payload": {"evil": 1}},
+    "submitted_at": {"submitted_at": "2026-01-01T00:00:00+00:00"},
+    "correlation_id": {"correlation_id": "0" * 32},
+}
+
+
+def drops(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.getMessage(), getattr(r, "reason", "")) for r in caplog.records
+            if r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("changes", FORGERIES.values(), ids=FORGERIES.keys())
+def test_forged_message_with_the_right_token_is_dropped_and_changes_nothing(
     functions: Functions, table: TableClient, register: Register,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, changes: dict[str, Any],
 ) -> None:
     ran: list[dict[str, Any]] = []
     register("attack", lambda job, progress: ran.append(job.payload) or {})
     caplog.set_level(logging.INFO, logger="jobs")
     response, out = submit(functions)
     job_id = response_json(response)["job_id"]
-    attack = forged(out.get() or "", job_type="attack", payload={"evil": 1}, token="guess")
+    real = out.get() or ""
+    before = rows(table)
+    attack = forged(real, **changes)
     functions["process_job"](queue_message(attack))
     functions["fail_poisoned_job"](queue_message(attack))
-    assert ran == [] and status(functions, job_id)[1]["status"] == "accepted"
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "dropped: the message's token does not match its job"] * 2
-    functions["process_job"](queue_message(out.get() or ""))  # the real message still works
+    assert ran == []
+    after = rows(table)
+    assert after == before and [r.metadata["etag"] for r in after] == [
+        r.metadata["etag"] for r in before]
+    assert drops(caplog) == [("dropped: the message does not match its job",
+                              "its job id is not the digest of its content")] * 2
+    functions["process_job"](queue_message(real))  # the real message still works
     assert status(functions, job_id)[1]["status"] == "completed"
 
 
-def test_poison_message_without_the_token_cannot_fail_a_running_job(
+@pytest.mark.parametrize("changes", FORGERIES.values(), ids=FORGERIES.keys())
+def test_forged_poison_message_with_the_right_token_cannot_fail_a_running_job(
     functions: Functions, table: TableClient, register: Register,
+    caplog: pytest.LogCaptureFixture, changes: dict[str, Any],
 ) -> None:
-    verdicts: list[str] = []
+    verdicts: list[tuple[str, Any]] = []
 
     def runs(job: JobMessage, progress: Any) -> dict[str, Any]:
-        poison = forged(job_message, token="wrong")
-        functions["fail_poisoned_job"](queue_message(poison))
-        verdicts.append(status(functions, job.job_id)[1]["status"])
+        before = rows(table)
+        functions["fail_poisoned_job"](queue_message(forged(job_message, **changes)))
+        verdicts.append((status(functions, job.job_id)[1]["status"], rows(table) == before))
         return {"ok": True}
 
     register("runs", runs)
+    caplog.set_level(logging.INFO, logger="jobs")
     response, out = submit(functions, {**EXAMPLE, "job_type": "runs"})
     job_message = out.get() or ""
     functions["process_job"](queue_message(job_message))
-    assert verdicts == ["running"]
+    assert verdicts == [("running", True)]
+    assert drops(caplog) == [("dropped: the message does not match its job",
+                              "its job id is not the digest of its content")]
     assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+
+
+def test_message_whose_row_holds_another_job_type_or_customer_is_dropped(
+    functions: Functions, table: TableClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The row read is checked too: a message acts only on a row of its type and customer."""
+    caplog.set_level(logging.INFO, logger="jobs")
+    response, out = submit(functions)
+    job_id = response_json(response)["job_id"]
+    row = table.get_entity(job_id, "job")
+    table.update_entity({"PartitionKey": job_id, "RowKey": "job", "customer_id": "cust-999"})
+    changed = table.get_entity(job_id, "job")
+    # A first delivery's claim trusts the row the id names, as only a table writer could
+    # have changed it; a later delivery and the poison queue's function read the row.
+    functions["process_job"](queue_message(out.get() or "", dequeue_count=2))
+    functions["fail_poisoned_job"](queue_message(out.get() or ""))
+    assert table.get_entity(job_id, "job") == changed and changed["status"] == row["status"]
+    assert drops(caplog) == [("dropped: the message does not match its job",
+                              "the job's row holds another job type or customer")] * 2

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +108,17 @@ class Rig:
     def submit(self, body: dict[str, Any], **headers: str) -> requests.Response:
         return self.session.post(self.url, json=body, headers=headers, timeout=30)
 
-    def submit_many(self, bodies: Iterable[dict[str, Any]], clients: int = 16) -> list[str]:
-        """Submit concurrently; every answer must be 202. Returns the job ids."""
+    def submit_many(self, bodies: Iterable[dict[str, Any]], clients: int = 16, *,
+                    keyed: bool = False) -> list[str]:
+        """Submit concurrently; every answer must be 202. Returns the job ids.
+
+        `keyed`: each with an Idempotency-Key of its own, so its key row keeps its message.
+        """
+        def one(body: dict[str, Any]) -> requests.Response:
+            return self.submit(body, **({"Idempotency-Key": uuid.uuid4().hex} if keyed else {}))
+
         with ThreadPoolExecutor(clients) as pool:
-            answers = list(pool.map(self.submit, bodies))
+            answers = list(pool.map(one, bodies))
         assert {a.status_code for a in answers} == {202}, Counter(a.status_code for a in answers)
         return [a.json()["job_id"] for a in answers]
 
@@ -203,16 +209,14 @@ def assert_no_secrets(logs: str, connection_string: str) -> None:
     assert "AccountKey=" not in logs
 
 
-def message_for(row: dict[str, Any], payload: dict[str, Any]) -> str:
-    """The queue message the app sent for a job row: what a duplicate delivery carries."""
-    from jobs.messages import encode_message
-    from jobs.models import JobMessage
+def message_for(rig: Rig, row: dict[str, Any]) -> str:
+    """The queue message the app sent for a keyed job's row: what a duplicate carries.
 
-    submitted = row["submitted_at"]
-    assert isinstance(submitted, datetime)
-    return encode_message(JobMessage(
-        job_id=row["PartitionKey"], job_type=row["job_type"], customer_id=row["customer_id"],
-        payload=payload, submitted_at=submitted, correlation_id=row.get("correlation_id", "")))
+    A message names its job only as sent (its job id is a digest of it), so it is read
+    back from the job's Idempotency-Key row, which keeps it for replays.
+    """
+    key = rig.table().get_entity(row["idempotency_row"], "key")
+    return bytes(key["message"]).decode()
 
 
 def wait_until(probe: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -102,9 +102,9 @@ def on(method: str, row: str, *, partition: str = "") -> Predicate:
     """Requests of `method` on rows with RowKey `row` (job or key) in a matching partition.
 
     Creates are POSTs to the table with the keys in the body; other writes name the
-    entity in the URL.
+    entity in the URL. An entity-group transaction matches when one of its operations does.
     """
-    def matches(request: Any) -> bool:
+    def one(request: Any) -> bool:
         if request.method != method:
             return False
         if method == "POST":
@@ -112,4 +112,15 @@ def on(method: str, row: str, *, partition: str = "") -> Predicate:
             return found.get("RowKey") == row and found.get("PartitionKey", "").startswith(
                 partition)
         return f"RowKey='{row}'" in request.url and f"PartitionKey='{partition}" in request.url
+
+    def matches(request: Any) -> bool:
+        return any(one(part) for part in operations(request))
     return matches
+
+
+def operations(request: Any) -> list[Any]:
+    """The request itself, or the operations of a transaction (a `$batch` of changesets)."""
+    parts = (getattr(request, "multipart_mixed_info", None) or [None])[0]
+    if not parts:
+        return [request]
+    return [operation for part in parts for operation in operations(part)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +12,14 @@ from pydantic import ValidationError
 
 from jobs.errors import InvalidMessage, MessageTooLarge
 from jobs.handlers import known_job_types
-from jobs.messages import MAX_MESSAGE_BYTES, decode_message, encode_message
+from jobs.messages import (
+    MAX_MESSAGE_BYTES,
+    decode_message,
+    encode_message,
+    job_id_for,
+    names_its_job,
+    new_job_message,
+)
 from jobs.models import JobMessage, JobSubmissionRequest, is_job_id
 
 MESSAGE = JobMessage(job_id="0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11", job_type="thumbnail",
@@ -20,6 +29,30 @@ MESSAGE = JobMessage(job_id="0b7c6c1e-5b8a-4c39-9a53-3f1f4f0f3f11", job_type="th
 
 def test_messages_round_trip() -> None:
     assert decode_message(encode_message(MESSAGE).encode()) == MESSAGE
+
+
+def test_messages_new_message_names_its_job_and_any_change_names_another() -> None:
+    job = new_job_message(job_type="thumbnail", customer_id="cust", payload={"k": [1, 2.5]},
+                          submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32,
+                          nonce=uuid.uuid4().hex)
+    assert names_its_job(job) and uuid.UUID(job.job_id).version == 8
+    again = new_job_message(job_type="thumbnail", customer_id="cust", payload={"k": [1, 2.5]},
+                            submitted_at=MESSAGE.submitted_at, correlation_id="c" * 32,
+                            nonce=uuid.uuid4().hex)
+    assert again.job_id != job.job_id  # a new nonce makes a new id
+    for change in [{"job_type": "other"}, {"customer_id": "cust2"}, {"payload": {"k": [1]}},
+                   {"submitted_at": datetime(2026, 1, 2, tzinfo=UTC)},
+                   {"correlation_id": "d" * 32}, {"token": "guess"}]:
+        forged = dataclasses.replace(job, **change)
+        assert not names_its_job(forged) and job_id_for(forged) != job.job_id
+
+
+def test_messages_job_id_survives_the_queue_and_ignores_key_order() -> None:
+    job = new_job_message(job_type="t", customer_id="c",
+                          payload={"b": 1, "a": {"y": 0.1, "x": -0.0}},
+                          submitted_at=MESSAGE.submitted_at, correlation_id="", nonce="n")
+    assert names_its_job(decode_message(encode_message(job).encode()))
+    assert names_its_job(dataclasses.replace(job, payload={"a": {"x": -0.0, "y": 0.1}, "b": 1}))
 
 
 def test_messages_encode_refuses_more_than_the_queue_holds() -> None:
