@@ -104,3 +104,13 @@ def test_read_request_ends_where_the_request_ends(raw: bytes) -> None:
         return await read_request(reader), await read_request(reader)
 
     assert asyncio.run(read_two()) == (raw, raw)
+
+
+def test_importing_the_app_with_a_connection_string_leaves_azure_identity_unimported() -> None:
+    code = ("import sys, function_app; "
+            "print(sorted(m for m in ('azure.identity', 'msal') if m in sys.modules))")
+    env = {"PATH": "/usr/bin:/bin", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
