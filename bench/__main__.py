@@ -38,6 +38,9 @@ class Plan:
     #: on 2 cores) and the recommended count.
     threads: tuple[int, ...]
     latency_jobs: int
+    #: More end-to-end runs with other queue settings: (delay ms, threads, batchSize,
+    #: newBatchThreshold).
+    queue_variants: tuple[tuple[float, int, int, int], ...]
     thread_time_samples: int
     io_jobs: int
     io_threads: tuple[int, ...]
@@ -48,11 +51,12 @@ class Plan:
 
 FULL = Plan(samples=300, warmup=30, naive_samples=200, transaction_batch=16,
             delays_ms=(0.0, 5.0, 20.0), threads=(6, 10), latency_jobs=600,
+            queue_variants=((20.0, 10, 8, 2), (5.0, 6, 4, 2)),
             thread_time_samples=60, io_jobs=240, io_threads=(6, 24), cold_starts=5,
             idle_jobs=10, idle_gap_seconds=3.0)
 QUICK = Plan(samples=10, warmup=2, naive_samples=6, transaction_batch=16, delays_ms=(5.0,),
-             threads=(6,), latency_jobs=30, thread_time_samples=5, io_jobs=24, io_threads=(6,),
-             cold_starts=1, idle_jobs=2, idle_gap_seconds=0.5)
+             threads=(6,), latency_jobs=30, queue_variants=(), thread_time_samples=5,
+             io_jobs=24, io_threads=(6,), cold_starts=1, idle_jobs=2, idle_gap_seconds=0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -126,6 +130,13 @@ def latency(plan: Plan) -> tuple[dict[str, Any], dict[str, dict[str, list[float]
             run = endtoend.run(plan.latency_jobs, threads=threads, delay_ms=delay)
             samples[label] = run.pop("samples_ms")
             runs[label] = run
+    for delay, threads, batch, threshold in plan.queue_variants:
+        label = f"{delay:g} ms, {threads} threads, batch {batch}/{threshold}"
+        print(f"end to end: {plan.latency_jobs} jobs, {label} ...", flush=True)
+        run = endtoend.run(plan.latency_jobs, threads=threads, delay_ms=delay,
+                           queues={"batchSize": batch, "newBatchThreshold": threshold})
+        samples[label] = run.pop("samples_ms")
+        runs[label] = run
     return runs, samples
 
 

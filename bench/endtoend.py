@@ -61,11 +61,12 @@ class Submitted:
 
 
 def run(size: int, *, threads: int | None = None, delay_ms: float = 0.0,
-        job_type: str = NOOP) -> dict[str, Any]:
+        job_type: str = NOOP, queues: dict[str, Any] | None = None) -> dict[str, Any]:
     """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run.
 
     `threads` sets PYTHON_THREADPOOL_THREAD_COUNT (None keeps the worker's default); the
-    host reaches Azurite through the latency proxy, which adds `delay_ms` to each request.
+    host reaches Azurite through the latency proxy, which adds `delay_ms` to each request;
+    `queues` overrides host.json's queue settings.
     """
     azurite = Azurite()
     azurite.start()
@@ -74,12 +75,13 @@ def run(size: int, *, threads: int | None = None, delay_ms: float = 0.0,
         env = {**ENV, "AzureWebJobsStorage": proxy.start()}
         if threads is not None:
             env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(threads)
-        host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON or None)
+        override = {"extensions": {"queues": queues}} if queues else HOST_JSON
+        host = devhost_process.start(ROOT, env=env, host_json_override=override or None)
         try:
             host.wait_ready()
             figures = _measure(host, azurite, proxy, size, job_type)
             return figures | {"worker": worker_setup(env), "delay_ms": delay_ms,
-                              "job_type": job_type}
+                              "job_type": job_type, "queues": host_queue_settings(queues)}
         finally:
             host.stop()
             host.cleanup()
@@ -95,11 +97,14 @@ def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, proxy: Prox
     processes = {"host": lambda: cpu_seconds(pid), "azurite": lambda: cpu_seconds(_pid(azurite)),
                  "proxy": proxy.cpu_seconds}
     cpu_before = {name: read() for name, read in processes.items()}
+    machine_before = machine_cpu()
     tcp_before = tcp_counters()
     submits = submit_all(f"{host.base_url}/api/jobs", size, {**EXAMPLE, "job_type": job_type})
     submit_end = max(s.answered for s in submits)
     rows = wait_for_jobs(TableClient.from_connection_string(azurite.connection_string, TABLE))
     cpu = {name: round(read() - cpu_before[name], 2) for name, read in processes.items()}
+    busy, elapsed = (after - before for after, before in zip(machine_cpu(), machine_before,
+                                                              strict=True))
     tcp = {name: count - tcp_before.get(name, 0) for name, count in tcp_counters().items()}
     peak = _proc_kib(pid, "VmHWM")
     return figures(size, submits, rows, submit_end=submit_end) | {
@@ -107,6 +112,11 @@ def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, proxy: Prox
         "host_peak_rss_mib": round(peak / 1024, 1),
         "cpu_seconds": cpu,
         "host_cpu_ms_per_job": round(cpu["host"] / size * 1000, 2),
+        #: Busy share of all the machine's CPUs during the run, this run's processes and others'.
+        "machine_busy": round(busy / elapsed, 3),
+        #: The host's CPU over the run's wall-clock: the share of one core it got.
+        "host_core_share": round(cpu["host"] / (time.time() - min(s.started for s in submits)),
+                                 3),
         "tcp": tcp,
     }
 
@@ -225,11 +235,18 @@ def tcp_counters() -> dict[str, int]:
     return {}
 
 
-def host_queue_settings() -> dict[str, Any]:
-    """The queue trigger's settings the runs use: host.json's, with HOST_JSON's override."""
+def host_queue_settings(queues: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The queue trigger's settings a run uses: host.json's, with `queues` over them."""
     shipped = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
-    override = HOST_JSON.get("extensions", {}).get("queues", {})
-    return {**shipped, **override}
+    return {**shipped, **HOST_JSON.get("extensions", {}).get("queues", {}), **(queues or {})}
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far, all CPUs (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 def worker_setup(env: dict[str, str] | None = None) -> dict[str, Any]:

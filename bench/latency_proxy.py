@@ -87,20 +87,33 @@ class Forwarder:
     async def handle(self, client_r: asyncio.StreamReader,
                      client_w: asyncio.StreamWriter) -> None:
         try:
+            await self._forward(client_r, client_w)
+        except asyncio.CancelledError:
+            # Shutting down with the connection open: end quietly (asyncio 3.11's stream
+            # callback would print a traceback for a task that ends cancelled).
+            with suppress(OSError):
+                client_w.close()
+
+    async def _forward(self, client_r: asyncio.StreamReader,
+                       client_w: asyncio.StreamWriter) -> None:
+        try:
             server_r, server_w = await asyncio.open_connection(HOST, self.target)
         except OSError:
             client_w.close()
             return
         answers = asyncio.create_task(_pipe(server_r, client_w))
-        with suppress(ConnectionError, asyncio.IncompleteReadError):
-            while request := await read_request(client_r):
-                if self.delay:
-                    await asyncio.sleep(pick_delay(self.delay, self.jitter, self.rng))
-                server_w.write(request)
-                await server_w.drain()
-        with suppress(OSError):
-            server_w.close()
-        await answers
+        try:
+            with suppress(ConnectionError, asyncio.IncompleteReadError):
+                while request := await read_request(client_r):
+                    if self.delay:
+                        await asyncio.sleep(pick_delay(self.delay, self.jitter, self.rng))
+                    server_w.write(request)
+                    await server_w.drain()
+            with suppress(OSError):
+                server_w.close()
+            await answers
+        finally:
+            answers.cancel()
 
 
 async def serve(routes: dict[int, int], *, delay: float, jitter: float) -> None:
@@ -115,6 +128,11 @@ async def serve(routes: dict[int, int], *, delay: float, jitter: float) -> None:
     await stop.wait()
     for server in servers:
         server.close()
+    # End every open connection's tasks here, so none is left for asyncio.run to cancel.
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass

@@ -158,23 +158,30 @@ def _latency_table(runs: Mapping[str, Any], thread_time: Mapping[str, Any],
         b = bounds(run, thread_time)
         per_job = "/".join(f"{cpu[name] / run['jobs'] * 1000:.1f}"
                            for name in ("host", "azurite", "proxy"))
-        rows.append([f"{run['delay_ms']:g}", run["worker"]["threads"], run["jobs"],
+        queues = run["queues"]
+        rows.append([f"{run['delay_ms']:g}", run["worker"]["threads"],
+                     f"{queues['batchSize']}/{queues['newBatchThreshold']}", run["jobs"],
                      f"{submit['p50_ms']:.0f} / {submit['p95_ms']:.0f}",
                      f"**{run['jobs_per_s']}**", f"{done['p50_ms']:.0f} / {done['p95_ms']:.0f}",
                      per_job, b["concurrency"], b["cpu"], f"**{b['share']:.0%}**",
+                     f"{run['host_core_share']:.0%}", f"{run['machine_busy']:.0%}",
                      f"{run['tcp'].get('listen_overflows', 'n/a')} / {run['connection_retries']}"])
-    header = ["storage delay ms", "worker threads", "jobs", "submit p50 / p95 ms",
+    header = ["storage delay ms", "worker threads", "batchSize/ newBatchThreshold", "jobs",
+              "submit p50 / p95 ms",
               "jobs/s completed (one process)", "202 to completed p50 / p95 ms",
               "CPU ms per job host / Azurite / proxy", "concurrency bound jobs/s",
-              "CPU bound jobs/s", "measured / smaller bound", "listen overflows / retries"]
+              "CPU bound jobs/s", "measured / smaller bound", "host's share of one core",
+              "machine CPUs busy", "listen overflows / retries"]
     return (f"## Under storage latency: end to end through the local host ({settings['clients']}"
-            f" concurrent HTTP clients, no-progress jobs, one worker process, queue settings "
-            f"{json.dumps(settings['host_json'])})\n\n" + _table(header, rows)
+            f" concurrent HTTP clients, no-progress jobs, one worker process, other queue "
+            f"settings {json.dumps(settings['host_json'])})\n\n" + _table(header, rows)
             + f"\njobs/s runs from the first submit to the last `completed_at`. Concurrency "
             "bound: worker threads / storage wait per job (the table above, same delay). CPU "
             "bound: 1 / the host process's CPU per job (the local host runs the Functions "
             "host's queue and HTTP work in the same process; in Azure that is a separate .NET "
-            f"process). All processes share the machine's {machine['nproc']} CPUs.\n")
+            f"process). All processes share the machine's {machine['nproc']} CPUs: the host's "
+            "share of one core is its CPU over the run's wall-clock, and machine CPUs busy "
+            "counts every process on the machine, other work included.\n")
 
 
 def _io_wait_table(runs: list[Mapping[str, Any]]) -> str:
