@@ -97,7 +97,7 @@ def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, proxy: Prox
     processes = {"host": lambda: cpu_seconds(pid), "azurite": lambda: cpu_seconds(_pid(azurite)),
                  "proxy": proxy.cpu_seconds}
     cpu_before = {name: read() for name, read in processes.items()}
-    machine_before = machine_cpu()
+    machine_before, own_before = machine_cpu(), time.process_time()
     tcp_before = tcp_counters()
     submits = submit_all(f"{host.base_url}/api/jobs", size, {**EXAMPLE, "job_type": job_type})
     submit_end = max(s.answered for s in submits)
@@ -105,6 +105,8 @@ def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, proxy: Prox
     cpu = {name: round(read() - cpu_before[name], 2) for name, read in processes.items()}
     busy, elapsed = (after - before for after, before in zip(machine_cpu(), machine_before,
                                                               strict=True))
+    cpu["clients"] = round(time.process_time() - own_before, 2)
+    cpu["other_work"] = round(busy - sum(cpu.values()), 2)
     tcp = {name: count - tcp_before.get(name, 0) for name, count in tcp_counters().items()}
     peak = _proc_kib(pid, "VmHWM")
     return figures(size, submits, rows, submit_end=submit_end) | {

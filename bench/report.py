@@ -165,13 +165,14 @@ def _latency_table(runs: Mapping[str, Any], thread_time: Mapping[str, Any],
                      f"**{run['jobs_per_s']}**", f"{done['p50_ms']:.0f} / {done['p95_ms']:.0f}",
                      per_job, b["concurrency"], b["cpu"], f"**{b['share']:.0%}**",
                      f"{run['host_core_share']:.0%}", f"{run['machine_busy']:.0%}",
+                     f"{cpu['other_work']:.1f}",
                      f"{run['tcp'].get('listen_overflows', 'n/a')} / {run['connection_retries']}"])
     header = ["storage delay ms", "worker threads", "batchSize/ newBatchThreshold", "jobs",
               "submit p50 / p95 ms",
               "jobs/s completed (one process)", "202 to completed p50 / p95 ms",
               "CPU ms per job host / Azurite / proxy", "concurrency bound jobs/s",
               "CPU bound jobs/s", "measured / smaller bound", "host's share of one core",
-              "machine CPUs busy", "listen overflows / retries"]
+              "machine CPUs busy", "CPU s of other work", "listen overflows / retries"]
     return (f"## Under storage latency: end to end through the local host ({settings['clients']}"
             f" concurrent HTTP clients, no-progress jobs, one worker process, other queue "
             f"settings {json.dumps(settings['host_json'])})\n\n" + _table(header, rows)
@@ -181,7 +182,8 @@ def _latency_table(runs: Mapping[str, Any], thread_time: Mapping[str, Any],
             "host's queue and HTTP work in the same process; in Azure that is a separate .NET "
             f"process). All processes share the machine's {machine['nproc']} CPUs: the host's "
             "share of one core is its CPU over the run's wall-clock, and machine CPUs busy "
-            "counts every process on the machine, other work included.\n")
+            "counts every process on the machine; other work is the machine's busy CPU time "
+            "during the run less this run's processes (host, Azurite, proxy, clients).\n")
 
 
 def _io_wait_table(runs: list[Mapping[str, Any]]) -> str:
