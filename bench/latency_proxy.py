@@ -11,7 +11,7 @@ delayed once. It listens on 127.0.0.1 only.
 
     python -m bench.latency_proxy --delay-ms 20 --jitter 0.25 PORT=TARGET_PORT ...
 
-prints `ready PORT...` once listening and stops on SIGTERM or SIGINT. `Proxy` runs it in a
+prints `ready PORT...` once listening and exits on SIGTERM or SIGINT. `Proxy` runs it in a
 subprocess, so its CPU is not the measured process's; `proxied_connection_string` points a
 connection string's endpoints at it.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import signal
@@ -87,52 +88,33 @@ class Forwarder:
     async def handle(self, client_r: asyncio.StreamReader,
                      client_w: asyncio.StreamWriter) -> None:
         try:
-            await self._forward(client_r, client_w)
-        except asyncio.CancelledError:
-            # Shutting down with the connection open: end quietly (asyncio 3.11's stream
-            # callback would print a traceback for a task that ends cancelled).
-            with suppress(OSError):
-                client_w.close()
-
-    async def _forward(self, client_r: asyncio.StreamReader,
-                       client_w: asyncio.StreamWriter) -> None:
-        try:
             server_r, server_w = await asyncio.open_connection(HOST, self.target)
         except OSError:
             client_w.close()
             return
         answers = asyncio.create_task(_pipe(server_r, client_w))
-        try:
-            with suppress(ConnectionError, asyncio.IncompleteReadError):
-                while request := await read_request(client_r):
-                    if self.delay:
-                        await asyncio.sleep(pick_delay(self.delay, self.jitter, self.rng))
-                    server_w.write(request)
-                    await server_w.drain()
-            with suppress(OSError):
-                server_w.close()
-            await answers
-        finally:
-            answers.cancel()
+        with suppress(ConnectionError, asyncio.IncompleteReadError):
+            while request := await read_request(client_r):
+                if self.delay:
+                    await asyncio.sleep(pick_delay(self.delay, self.jitter, self.rng))
+                server_w.write(request)
+                await server_w.drain()
+        with suppress(OSError):
+            server_w.close()
+        await answers
 
 
 async def serve(routes: dict[int, int], *, delay: float, jitter: float) -> None:
     """Listen on each key port, forward to its value port, until SIGTERM or SIGINT."""
     servers = [await asyncio.start_server(Forwarder(target, delay, jitter).handle, HOST, port)
                for port, target in routes.items()]
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        # Nothing to flush or save: exit at once. Tearing down the loop with connections
+        # half-open races asyncio's stream callbacks and prints tracebacks for nothing.
+        loop.add_signal_handler(sig, os._exit, 0)
     print("ready", *routes, flush=True)
-    await stop.wait()
-    for server in servers:
-        server.close()
-    # End every open connection's tasks here, so none is left for asyncio.run to cancel.
-    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 @dataclass
