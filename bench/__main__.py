@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, endtoend, idle, inprocess, iowait, machine, report
+from bench import coldstart, endtoend, idle, inprocess, iowait, machine, pool, report
 from bench.latency_proxy import Proxy
 from tests.support.azurite import Azurite
 
@@ -44,6 +44,9 @@ class Plan:
     thread_time_samples: int
     io_jobs: int
     io_threads: tuple[int, ...]
+    #: Threads sharing one table client, and the reads they make, in the pool measurement.
+    pool_threads: tuple[int, ...]
+    pool_calls: int
     cold_starts: int
     idle_jobs: int
     idle_gap_seconds: float
@@ -52,11 +55,13 @@ class Plan:
 FULL = Plan(samples=300, warmup=30, naive_samples=200, transaction_batch=16,
             delays_ms=(0.0, 5.0, 20.0), threads=(6, 10), latency_jobs=600,
             queue_variants=((20.0, 10, 8, 2), (5.0, 6, 4, 2)),
-            thread_time_samples=60, io_jobs=240, io_threads=(6, 24), cold_starts=5,
+            thread_time_samples=60, io_jobs=240, io_threads=(6, 24), pool_threads=(6, 10, 16, 24),
+            pool_calls=1000, cold_starts=5,
             idle_jobs=10, idle_gap_seconds=3.0)
 QUICK = Plan(samples=10, warmup=2, naive_samples=6, transaction_batch=16, delays_ms=(5.0,),
              threads=(6,), latency_jobs=30, queue_variants=(), thread_time_samples=5,
-             io_jobs=24, io_threads=(6,), cold_starts=1, idle_jobs=2, idle_gap_seconds=0.5)
+             io_jobs=24, io_threads=(6,), pool_threads=(12,), pool_calls=48, cold_starts=1,
+             idle_jobs=2, idle_gap_seconds=0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -80,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"I/O-wait handlers: {plan.io_jobs} jobs per design and delay ...", flush=True)
     results["io_wait"] = iowait.run(delays_ms=plan.delays_ms, jobs=plan.io_jobs,
                                     threads=plan.io_threads)
+    print("connection pool: threads sharing one table client ...", flush=True)
+    results["pool"] = pool.run(threads=plan.pool_threads, calls=plan.pool_calls, delay_ms=5.0)
     print("cold start ...", flush=True)
     results["cold_start"] = coldstart.run(plan.cold_starts)
     print(f"idle latency: {plan.idle_jobs} single jobs {plan.idle_gap_seconds} s apart ...",

@@ -50,6 +50,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         _latency_table(results["latency"], results["thread_time"], results["settings"],
                        results["machine"]),
         _io_wait_table(results["io_wait"]),
+        _pool_table(results["pool"]),
         _cold_start_table(results["cold_start"]),
         _idle_table(results["idle"]),
     ]
@@ -199,6 +200,15 @@ def _io_wait_table(runs: list[Mapping[str, Any]]) -> str:
             "(in process, through the latency proxy; at most 24 jobs leased at once)\n\n"
             + _table(["storage delay ms", "design", "threads", "jobs", "jobs/s",
                       "CPU ms per job", "most jobs at once", "vs sync, 6 threads"], rows))
+
+
+def _pool_table(runs: list[Mapping[str, Any]]) -> str:
+    rows = [[r["threads"], r["calls"], f"**{r['opened']}**", r["discarded"]] for r in runs]
+    delay = runs[0]["delay_ms"] if runs else 0
+    return (f"## Threads sharing one table client (warm, {delay:g} ms per request)\n\n"
+            + _table(["threads", "reads", "connections opened", "connections discarded"], rows)
+            + "\nazure-core's requests transport keeps 10 connections per host; past that, "
+            "urllib3 opens a connection per call and closes it after.\n")
 
 
 def _cold_start_table(cold: Mapping[str, Any]) -> str:

@@ -33,7 +33,8 @@ def test_bench_quick_completes_and_writes_its_figures(tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=570)
     assert run.returncode == 0, run.stderr[-3000:]
     for heading in ("Storage transactions per job", "Under storage latency",
-                    "Handlers that wait 100-500 ms", "Cold start", "Idle latency"):
+                    "Handlers that wait 100-500 ms", "Threads sharing one table client",
+                    "Cold start", "Idle latency"):
         assert heading in run.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     for latency_run in results["latency"].values():
