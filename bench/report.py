@@ -274,4 +274,4 @@ def _decorate(axis: Any, title: str) -> None:
         axis.annotate(label, (0, level), xycoords=("axes fraction", "data"),
                       xytext=(3, 2), textcoords="offset points", fontsize=7, color="grey")
     axis.grid(True, which="both", linewidth=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper left", fontsize=7, framealpha=0.8)
