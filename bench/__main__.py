@@ -1,72 +1,150 @@
-"""Run every measurement and write bench/results.json, bench/results.md, bench/latency.png.
+"""Run every measurement and write results.json, results.md and latency.png.
 
-    python -m bench            (make bench)
+    python -m bench                    (make bench: the full run, into bench/)
+    python -m bench --quick --out DIR  (make test runs this: a few samples, a few dozen jobs)
 
-In-process figures first, on one private Azurite; then the end-to-end runs and the idle
-latency, each on a fresh Azurite and a fresh local host. Nothing here asserts on speed: it
-measures and reports.
+In-process figures first, on one private Azurite; then, through the latency proxy at each
+storage delay, what a job holds a worker thread for and the end-to-end runs through a fresh
+local host; then handlers that wait on I/O, sync against async; then cold start and the
+idle latency. Nothing here asserts on speed: it measures and reports.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from bench import endtoend, idle, inprocess, machine, report
+from bench import coldstart, endtoend, idle, inprocess, iowait, machine, pool, report
+from bench.latency_proxy import Proxy
 from tests.support.azurite import Azurite
 
-SAMPLES = 400
-WARMUP = 40
-NAIVE_SAMPLES = 300
-TRANSACTION_BATCH = 16
-# (jobs, PYTHON_THREADPOOL_THREAD_COUNT): None is the worker's default, min(32, cpu + 4).
-RUNS: tuple[tuple[int, int | None], ...] = ((200, None), (2000, None), (2000, 24))
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to take."""
+
+    samples: int
+    warmup: int
+    naive_samples: int
+    transaction_batch: int
+    #: Storage delays (ms) the latency proxy adds to each request.
+    delays_ms: tuple[float, ...]
+    #: PYTHON_THREADPOOL_THREAD_COUNT values of the end-to-end runs: 6 (the worker's default
+    #: on 2 cores) and the recommended count.
+    threads: tuple[int, ...]
+    latency_jobs: int
+    #: More end-to-end runs with other queue settings: (delay ms, threads, batchSize,
+    #: newBatchThreshold).
+    queue_variants: tuple[tuple[float, int, int, int], ...]
+    thread_time_samples: int
+    io_jobs: int
+    io_threads: tuple[int, ...]
+    #: Threads sharing one table client, and the reads they make, in the pool measurement.
+    pool_threads: tuple[int, ...]
+    pool_calls: int
+    cold_starts: int
+    idle_jobs: int
+    idle_gap_seconds: float
 
 
-def main() -> None:
-    """Measure, write the three files, and print the Markdown table."""
+FULL = Plan(samples=200, warmup=20, naive_samples=150, transaction_batch=16,
+            delays_ms=(0.0, 5.0, 20.0), threads=(6, 10), latency_jobs=400,
+            queue_variants=((20.0, 10, 8, 2), (5.0, 6, 4, 2)),
+            thread_time_samples=40, io_jobs=160, io_threads=(6, 24),
+            pool_threads=(6, 10, 16, 24), pool_calls=1000, cold_starts=5, idle_jobs=10,
+            idle_gap_seconds=3.0)
+QUICK = Plan(samples=10, warmup=2, naive_samples=6, transaction_batch=16, delays_ms=(5.0,),
+             threads=(6,), latency_jobs=30, queue_variants=(), thread_time_samples=5,
+             io_jobs=24, io_threads=(6,), pool_threads=(12,), pool_calls=48, cold_starts=1,
+             idle_jobs=2, idle_gap_seconds=0.5)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measure, write the three files, and print the Markdown report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few samples, a few dozen jobs")
+    parser.add_argument("--out", type=Path, default=report.HERE, help="where to write")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
     started = time.monotonic()
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
         "machine": machine.describe(),
-        "settings": {"samples": SAMPLES, "warmup": WARMUP, "naive_samples": NAIVE_SAMPLES,
-                     "transaction_batch": TRANSACTION_BATCH, "runs": [list(r) for r in RUNS],
-                     "clients": endtoend.CLIENTS, "host_json": endtoend.HOST_JSON,
-                     "worker": endtoend.worker_setup(endtoend.ENV)},
+        "settings": asdict(plan) | {"clients": endtoend.CLIENTS,
+                                    "host_json": endtoend.host_queue_settings()},
     }
     print(f"machine: {results['machine']}", flush=True)
-    results |= in_process()
-    samples: dict[str, dict[str, list[float]]] = {}
-    results["end_to_end"] = {}
-    for size, threads in RUNS:
-        label = str(size) if threads is None else f"{size}, {threads} threads"
-        print(f"end to end: {label} through the local host ...", flush=True)
-        run = endtoend.run(size, threads=threads)
-        samples[label] = run.pop("samples_ms")
-        results["end_to_end"][label] = run
-    print(f"idle latency: {idle.JOBS} single jobs {idle.GAP_SECONDS:.0f} s apart ...", flush=True)
-    results["idle"] = idle.run()
+    results |= in_process(plan)
+    results["latency"], samples = latency(plan)
+    print(f"I/O-wait handlers: {plan.io_jobs} jobs per design and delay ...", flush=True)
+    results["io_wait"] = iowait.run(delays_ms=plan.delays_ms, jobs=plan.io_jobs,
+                                    threads=plan.io_threads)
+    print("connection pool: threads sharing one table client ...", flush=True)
+    results["pool"] = pool.run(threads=plan.pool_threads, calls=plan.pool_calls, delay_ms=5.0)
+    print("cold start ...", flush=True)
+    results["cold_start"] = coldstart.run(plan.cold_starts)
+    print(f"idle latency: {plan.idle_jobs} single jobs {plan.idle_gap_seconds} s apart ...",
+          flush=True)
+    results["idle"] = idle.run(plan.idle_jobs, plan.idle_gap_seconds)
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
-    print(report.write(results, samples))
-    print(f"wrote {report.HERE}/results.json, results.md and latency.png")
+    print(report.write(results, samples, args.out))
+    print(f"wrote {args.out}/results.json, results.md and latency.png")
 
 
-def in_process() -> dict[str, Any]:
-    """The overhead ratios, the client-reuse speed-up and the transaction counts."""
+def in_process(plan: Plan) -> dict[str, Any]:
+    """Overheads, client reuse, transaction counts, and a job's thread time at each delay."""
     azurite = Azurite()
     azurite.start()
     try:
         rig = inprocess.open_rig(azurite.connection_string)
         print("in process: app vs bare SDK calls ...", flush=True)
-        overhead = inprocess.overhead(rig, samples=SAMPLES, warmup=WARMUP)
+        overhead = inprocess.overhead(rig, samples=plan.samples, warmup=plan.warmup)
         print("in process: a client per call vs a reused client ...", flush=True)
-        reuse = inprocess.client_reuse(rig, samples=NAIVE_SAMPLES, warmup=WARMUP // 2)
+        reuse = inprocess.client_reuse(rig, samples=plan.naive_samples,
+                                       warmup=plan.warmup // 2)
         print("in process: storage transactions per job ...", flush=True)
-        counts = inprocess.count_transactions(rig, batch=TRANSACTION_BATCH)
+        counts = inprocess.count_transactions(rig, batch=plan.transaction_batch)
+        thread_time = {}
+        for delay in plan.delays_ms:
+            print(f"in process: one job's thread time at {delay:g} ms per request ...",
+                  flush=True)
+            proxy = Proxy(azurite.connection_string, delay)
+            try:
+                thread_time[str(delay)] = inprocess.thread_time(
+                    rig, proxy.start(), samples=plan.thread_time_samples)
+            finally:
+                proxy.stop()
     finally:
         azurite.stop()
-    return {"overhead": overhead, "client_reuse": reuse, "transactions": counts}
+    return {"overhead": overhead, "client_reuse": reuse, "transactions": counts,
+            "thread_time": thread_time}
+
+
+def latency(plan: Plan) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]]]:
+    """End-to-end runs through the local host at each delay and thread count."""
+    runs: dict[str, Any] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
+    for delay in plan.delays_ms:
+        for threads in plan.threads:
+            label = f"{delay:g} ms, {threads} threads"
+            print(f"end to end: {plan.latency_jobs} jobs, {label} ...", flush=True)
+            run = endtoend.run(plan.latency_jobs, threads=threads, delay_ms=delay)
+            samples[label] = run.pop("samples_ms")
+            runs[label] = run
+    for delay, threads, batch, threshold in plan.queue_variants:
+        label = f"{delay:g} ms, {threads} threads, batch {batch}/{threshold}"
+        print(f"end to end: {plan.latency_jobs} jobs, {label} ...", flush=True)
+        run = endtoend.run(plan.latency_jobs, threads=threads, delay_ms=delay,
+                           queues={"batchSize": batch, "newBatchThreshold": threshold})
+        samples[label] = run.pop("samples_ms")
+        runs[label] = run
+    return runs, samples
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ by a GET per job, which would add load of its own. The host's peak RSS is VmHWM 
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
@@ -23,7 +24,9 @@ from typing import Any
 import requests
 from azure.data.tables import TableClient
 
-from bench.stats import ms, summary
+from bench.handlers import NOOP
+from bench.latency_proxy import Proxy
+from bench.stats import cpu_seconds, ms, summary
 from devhost.settings import worker_thread_count
 from tests.support import devhost_process
 from tests.support.azurite import Azurite
@@ -34,7 +37,7 @@ TABLE = "jobs"
 # host.json as shipped (batchSize 16, newBatchThreshold 8, maxPollingInterval 2 s): the host's
 # enqueue notification wakes the poller, so no shorter polling interval is needed.
 HOST_JSON: dict[str, Any] = {}
-ENV = {"JOBS_TABLE_NAME": TABLE, "JOB_HANDLER_MODULES": ""}
+ENV = {"JOBS_TABLE_NAME": TABLE, "JOB_HANDLER_MODULES": "bench.handlers"}
 EXAMPLE = {"job_type": "thumbnail", "customer_id": "cust-123",
            "payload": {"asset_url": "https://example.invalid/image.png"}}
 UNFINISHED = "RowKey eq 'job' and (status eq 'accepted' or status eq 'running')"
@@ -57,56 +60,77 @@ class Submitted:
         return self.answered - self.started
 
 
-def run(size: int, *, threads: int | None = None) -> dict[str, Any]:
+def run(size: int, *, threads: int | None = None, delay_ms: float = 0.0,
+        job_type: str = NOOP, queues: dict[str, Any] | None = None) -> dict[str, Any]:
     """Submit `size` jobs to a fresh host and wait for all of them; the figures of the run.
 
-    `threads` sets PYTHON_THREADPOOL_THREAD_COUNT; None keeps the worker's default.
+    `threads` sets PYTHON_THREADPOOL_THREAD_COUNT (None keeps the worker's default); the
+    host reaches Azurite through the latency proxy, which adds `delay_ms` to each request;
+    `queues` overrides host.json's queue settings.
     """
     azurite = Azurite()
     azurite.start()
+    proxy = Proxy(azurite.connection_string, delay_ms)
     try:
-        env = {**ENV, "AzureWebJobsStorage": azurite.connection_string}
+        env = {**ENV, "AzureWebJobsStorage": proxy.start()}
         if threads is not None:
             env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(threads)
-        host = devhost_process.start(ROOT, env=env, host_json_override=HOST_JSON or None)
+        override = {"extensions": {"queues": queues}} if queues else HOST_JSON
+        host = devhost_process.start(ROOT, env=env, host_json_override=override or None)
         try:
             host.wait_ready()
-            return _measure(host, azurite, size) | {"worker": worker_setup(env)}
+            figures = _measure(host, azurite, proxy, size, job_type)
+            return figures | {"worker": worker_setup(env), "delay_ms": delay_ms,
+                              "job_type": job_type, "queues": host_queue_settings(queues)}
         finally:
             host.stop()
             host.cleanup()
     finally:
+        proxy.stop()
         azurite.stop()
 
 
-def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, size: int) -> dict[str, Any]:
+def _measure(host: devhost_process.DevHostProcess, azurite: Azurite, proxy: Proxy, size: int,
+             job_type: str) -> dict[str, Any]:
     pid = host.process.pid
     idle_rss = _proc_kib(pid, "VmRSS")
-    cpu_before = {"host": _cpu_seconds(pid), "azurite": _cpu_seconds(_pid(azurite))}
+    processes = {"host": lambda: cpu_seconds(pid), "azurite": lambda: cpu_seconds(_pid(azurite)),
+                 "proxy": proxy.cpu_seconds}
+    cpu_before = {name: read() for name, read in processes.items()}
+    machine_before, own_before = machine_cpu(), time.process_time()
     tcp_before = tcp_counters()
-    submits = submit_all(f"{host.base_url}/api/jobs", size)
+    submits = submit_all(f"{host.base_url}/api/jobs", size, {**EXAMPLE, "job_type": job_type})
     submit_end = max(s.answered for s in submits)
     rows = wait_for_jobs(TableClient.from_connection_string(azurite.connection_string, TABLE))
-    cpu = {name: round(_cpu_seconds(p) - cpu_before[name], 2)
-           for name, p in (("host", pid), ("azurite", _pid(azurite)))}
+    cpu = {name: round(read() - cpu_before[name], 2) for name, read in processes.items()}
+    busy, elapsed = (after - before for after, before in zip(machine_cpu(), machine_before,
+                                                              strict=True))
+    cpu["clients"] = round(time.process_time() - own_before, 2)
+    cpu["other_work"] = round(busy - sum(cpu.values()), 2)
     tcp = {name: count - tcp_before.get(name, 0) for name, count in tcp_counters().items()}
     peak = _proc_kib(pid, "VmHWM")
     return figures(size, submits, rows, submit_end=submit_end) | {
         "host_idle_rss_mib": round(idle_rss / 1024, 1),
         "host_peak_rss_mib": round(peak / 1024, 1),
         "cpu_seconds": cpu,
+        "host_cpu_ms_per_job": round(cpu["host"] / size * 1000, 2),
+        #: Busy share of all the machine's CPUs during the run, this run's processes and others'.
+        "machine_busy": round(busy / elapsed, 3),
+        #: The host's CPU over the run's wall-clock: the share of one core it got.
+        "host_core_share": round(cpu["host"] / (time.time() - min(s.started for s in submits)),
+                                 3),
         "tcp": tcp,
     }
 
 
-def submit_all(url: str, size: int) -> list[Submitted]:
+def submit_all(url: str, size: int, body: dict[str, Any]) -> list[Submitted]:
     """POST `size` jobs from CLIENTS threads, each with its own session; raise on a non-202."""
     local = threading.local()
 
     def post(_: int) -> Submitted:
         session = getattr(local, "session", None) or _new_session(local)
         started = time.time()
-        response, attempts = _post(session, url)
+        response, attempts = _post(session, url, body)
         answered = time.time()
         if response.status_code != 202:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text}")
@@ -116,7 +140,8 @@ def submit_all(url: str, size: int) -> list[Submitted]:
         return list(pool.map(post, range(size)))
 
 
-def _post(session: requests.Session, url: str) -> tuple[requests.Response, int]:
+def _post(session: requests.Session, url: str,
+          body: dict[str, Any]) -> tuple[requests.Response, int]:
     """POST the example job, retrying a dropped connection as a client would; and the tries.
 
     The local host's listen queue is short: under 16 clients a connection is now and then
@@ -125,10 +150,10 @@ def _post(session: requests.Session, url: str) -> tuple[requests.Response, int]:
     """
     for attempt in range(1, MAX_ATTEMPTS):
         try:
-            return session.post(url, json=EXAMPLE, timeout=60), attempt
+            return session.post(url, json=body, timeout=60), attempt
         except requests.ConnectionError:
             continue
-    return session.post(url, json=EXAMPLE, timeout=60), MAX_ATTEMPTS
+    return session.post(url, json=body, timeout=60), MAX_ATTEMPTS
 
 
 def _new_session(local: threading.local) -> requests.Session:
@@ -212,10 +237,18 @@ def tcp_counters() -> dict[str, int]:
     return {}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def host_queue_settings(queues: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The queue trigger's settings a run uses: host.json's, with `queues` over them."""
+    shipped = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    return {**shipped, **HOST_JSON.get("extensions", {}).get("queues", {}), **(queues or {})}
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far, all CPUs (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 def worker_setup(env: dict[str, str] | None = None) -> dict[str, Any]:

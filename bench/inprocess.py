@@ -34,12 +34,18 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from bench.handlers import NOOP
 from bench.stats import ms, summary
 from bench.transactions import TransactionCounter
-from jobs import lifecycle
+from jobs import lifecycle, submission
 from jobs.logs import JsonFormatter
-from jobs.messages import encode_message
-from jobs.models import Claim, JobMessage, JobRecord, JobStatus
+from jobs.models import Claim, JobRecord, JobSubmissionRequest
 from jobs.settings import get_settings
-from jobs.store import CLIENT_OPTIONS, EXTRA_CLIENT_OPTIONS, ROW_KEY, default_store, to_entity
+from jobs.store import (
+    CLIENT_OPTIONS,
+    EXTRA_CLIENT_OPTIONS,
+    ROW_KEY,
+    JobStore,
+    default_store,
+    to_entity,
+)
 from tests.support.functions import CapturingOut, InvocationContext, get, post_json, queue_message
 
 TABLE = "benchjobs"
@@ -61,6 +67,12 @@ class Rig:
     queue: QueueClient
     #: The bare SDK side, and the benchmark's own setup and checks.
     table: TableClient
+    #: A second table the bare side's jobs are made in (by the app's submit) before it
+    #: writes them itself, so each bare insert meets no row of its own.
+    scratch: JobStore
+    #: The app's table through the benchmark's own client: jobs a sample needs are made
+    #: here, so making them never builds (or warms) the app's store.
+    setup: JobStore
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Invoke a function as the host does, with a fresh context if it takes one."""
@@ -82,7 +94,9 @@ def open_rig(connection: str) -> Rig:
     default_store()  # the app's first use creates the table; not part of any sample
     queue = host_queue(connection, QUEUE)
     table = TableClient.from_connection_string(connection, TABLE, **CLIENT_OPTIONS)
-    return Rig(connection, _user_functions(function_app.app), queue, table)
+    scratch = JobStore.connect(connection, f"{TABLE}scratch")
+    return Rig(connection, _user_functions(function_app.app), queue, table, scratch,
+               JobStore(table))
 
 
 def host_queue(connection: str, name: str, **options: Any) -> QueueClient:
@@ -116,16 +130,16 @@ def _user_functions(app: func.FunctionApp) -> dict[str, Callable[..., Any]]:
 
 # --- what one job is, made before any clock starts -------------------------------------------
 
-def new_job() -> tuple[JobRecord, str]:
-    """An accepted no-progress job as submit makes it, and its queue message."""
-    now, job_id, correlation = lifecycle.utcnow(), str(uuid.uuid4()), uuid.uuid4().hex
-    message = encode_message(JobMessage(job_id=job_id, job_type=NOOP, customer_id=CUSTOMER,
-                                        payload=PAYLOAD, submitted_at=now,
-                                        correlation_id=correlation))
-    record = JobRecord(job_id=job_id, status=JobStatus.ACCEPTED, job_type=NOOP,
-                       customer_id=CUSTOMER, submitted_at=now, updated_at=now,
-                       correlation_id=correlation)
-    return record, message
+def new_job(store: JobStore) -> tuple[JobRecord, str]:
+    """An accepted no-progress job, made and stored by the app's own submit, and its message.
+
+    Going through `jobs.submission.submit` keeps the row and the message in the format the
+    worker reads, whatever that becomes: a hand-built message goes stale silently.
+    """
+    request = JobSubmissionRequest(job_type=NOOP, customer_id=CUSTOMER, payload=PAYLOAD)
+    submitted = submission.submit(store, request, correlation_id=uuid.uuid4().hex)
+    _check(submitted.message is not None, "submit queued no message")
+    return submitted.record, str(submitted.message)
 
 
 def _worker_entities(record: JobRecord) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -176,7 +190,7 @@ def app_submit(rig: Rig) -> Sample:
 def bare_submit(rig: Rig) -> Sample:
     """The same work on bare clients: one create_entity and one send_message."""
     def sample() -> Stopwatch:
-        record, message = new_job()
+        record, message = new_job(rig.scratch)
         entity = to_entity(record)
         with Stopwatch() as timing:
             rig.table.create_entity(entity)
@@ -188,8 +202,7 @@ def bare_submit(rig: Rig) -> Sample:
 def app_worker(rig: Rig) -> Sample:
     """process_job on an accepted job with the no-progress handler; checks it completed."""
     def sample() -> Stopwatch:
-        record, message = new_job()
-        rig.table.create_entity(to_entity(record))
+        record, message = new_job(rig.setup)
         delivery, context = queue_message(message), InvocationContext("process_job")
         with Stopwatch() as timing:
             rig.functions["process_job"](delivery, context=context)
@@ -202,8 +215,7 @@ def app_worker(rig: Rig) -> Sample:
 def bare_worker(rig: Rig) -> Sample:
     """The same work on a bare client: one get_entity and two conditional merges."""
     def sample() -> Stopwatch:
-        record, _ = new_job()
-        rig.table.create_entity(to_entity(record))
+        record, _ = new_job(rig.setup)
         running, done = _worker_entities(record)
         with Stopwatch() as timing:
             entity = rig.table.get_entity(record.job_id, ROW_KEY)
@@ -325,3 +337,59 @@ def _one_batch(rig: Rig, queue: QueueClient, counter: TransactionCounter, job_ty
 def func_json(response: func.HttpResponse) -> Any:
     """The JSON body of a function's response."""
     return json.loads(response.get_body())
+
+
+# --- under storage latency --------------------------------------------------------------------
+
+def thread_time(rig: Rig, connection: str, *, samples: int) -> dict[str, Any]:
+    """What one no-progress job holds a worker thread for, on `connection` (a proxy's).
+
+    Jobs run one at a time: `submit_job`, then `process_job` on its message, each timed for
+    wall-clock and CPU. Wall minus CPU is the storage wait: what the thread spends on round
+    trips. Also the bare read a claim without a read saves, on the same connection.
+    """
+    _use_connection(connection)
+    try:
+        direct = TableClient.from_connection_string(connection, TABLE, **CLIENT_OPTIONS)
+        run_one_job(rig)  # the first use (connections, create table) is not a job's cost
+        jobs = [run_one_job(rig) for _ in range(samples)]
+        reads = []
+        for _ in range(samples):
+            record, _message = new_job(rig.setup)
+            with Stopwatch() as timing:
+                direct.get_entity(record.job_id, ROW_KEY)
+            reads.append(timing.wall)
+    finally:
+        _use_connection(rig.connection)
+    wall = [submit.wall + work.wall for submit, work in jobs]
+    cpu = [submit.cpu + work.cpu for submit, work in jobs]
+    return {
+        "samples": samples,
+        "submit_job": summary([submit.wall for submit, _ in jobs]),
+        "process_job": summary([work.wall for _, work in jobs]),
+        "thread_ms_per_job": ms(statistics.fmean(wall)),
+        "cpu_ms_per_job": ms(statistics.fmean(cpu)),
+        "storage_wait_ms_per_job": ms(statistics.fmean(wall) - statistics.fmean(cpu)),
+        "read_round_trip": summary(reads),
+    }
+
+
+def run_one_job(rig: Rig) -> tuple[Stopwatch, Stopwatch]:
+    """submit_job, then process_job on its message; each one's wall-clock and CPU."""
+    request, out = post_json(URL, {"job_type": NOOP, "customer_id": CUSTOMER,
+                                   "payload": PAYLOAD}), CapturingOut()
+    with Stopwatch() as submit:
+        response = rig.call("submit_job", request, job_message=out)
+    _check(response.status_code == 202, f"submit_job answered {response.status_code}")
+    delivery = queue_message(str(out.get()))
+    with Stopwatch() as work:
+        rig.call("process_job", delivery)
+    return submit, work
+
+
+def _use_connection(connection: str) -> None:
+    """Point the app's settings and store at `connection` (the store is built on next use)."""
+    os.environ["AzureWebJobsStorage"] = connection
+    get_settings.cache_clear()
+    default_store.cache_clear()
+    default_store()

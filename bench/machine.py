@@ -24,6 +24,8 @@ def describe() -> dict[str, Any]:
         "platform": platform.platform(),
         "azurite": _azurite_version(),
         "packages": {name: version(name) for name in PACKAGES},
+        #: 1-, 5- and 15-minute load averages: above nproc, other work shared the CPUs.
+        "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 

@@ -22,27 +22,36 @@ EXTRAS = {
 }
 
 
-def write(results: Mapping[str, Any], samples: Mapping[str, Mapping[str, list[float]]]) -> str:
-    """Write the three files; return the Markdown text."""
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+def write(results: Mapping[str, Any], samples: Mapping[str, Mapping[str, list[float]]],
+          out: Path = HERE) -> str:
+    """Write the three files into `out`; return the Markdown text."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = markdown(results)
-    (HERE / "results.md").write_text(text, encoding="utf-8")
-    overflows = any(run["tcp"].get("listen_overflows") for run in results["end_to_end"].values())
-    plot(samples, HERE / "latency.png", subtitle=_machine_line(results["machine"]),
+    (out / "results.md").write_text(text, encoding="utf-8")
+    overflows = any(run["tcp"].get("listen_overflows") for run in results["latency"].values())
+    plot(samples, out / "latency.png", subtitle=_machine_line(results["machine"]),
          mark_retry_step=overflows)
     return text
 
 
 def markdown(results: Mapping[str, Any]) -> str:
     """The short human-readable table of every figure."""
+    kind = "`python -m bench --quick`" if results.get("quick") else "`make bench`"
     parts = [
-        "# Benchmark results (`make bench`)\n",
-        f"{_machine_line(results['machine'])}; {results['generated_at']}; "
-        f"`make bench` took {results['runtime_seconds']:.0f} s.\n",
+        f"# Benchmark results ({kind})\n",
+        f"{_machine_line(results['machine'])}; load average {results['machine'].get('load')} "
+        f"at the start; {results['generated_at']}; {kind} took "
+        f"{results['runtime_seconds']:.0f} s.\n",
         _overhead_table(results["overhead"], results["settings"]),
         _reuse_table(results["client_reuse"]),
         _transactions_table(results["transactions"]),
-        _end_to_end_table(results["end_to_end"], results["settings"]),
+        _thread_time_table(results["thread_time"]),
+        _latency_table(results["latency"], results["thread_time"], results["settings"],
+                       results["machine"]),
+        _io_wait_table(results["io_wait"]),
+        _pool_table(results["pool"]),
+        _cold_start_table(results["cold_start"]),
         _idle_table(results["idle"]),
     ]
     return "\n".join(parts)
@@ -118,27 +127,101 @@ def _ops(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{count} {op}" for op, count in counts.items())
 
 
-def _end_to_end_table(runs: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+def _thread_time_table(thread_time: Mapping[str, Any]) -> str:
+    rows = []
+    for delay, t in thread_time.items():
+        rows.append([f"{float(delay):g}", t["submit_job"]["p50_ms"], t["process_job"]["p50_ms"],
+                     t["thread_ms_per_job"], t["cpu_ms_per_job"],
+                     f"**{t['storage_wait_ms_per_job']}**", t["read_round_trip"]["p50_ms"]])
+    samples = next(iter(thread_time.values()))["samples"] if thread_time else 0
+    return (f"## What one no-progress job holds a worker thread for, in process ({samples} jobs "
+            "one at a time, through the latency proxy)\n\n"
+            + _table(["storage delay ms", "submit_job p50 ms", "process_job p50 ms",
+                      "thread ms per job (mean)", "CPU ms per job", "storage wait ms per job",
+                      "one read p50 ms (what a claim without a read saves)"], rows)
+            + "\nStorage wait is wall-clock minus CPU: the round trips a thread sits out.\n")
+
+
+def bounds(run: Mapping[str, Any], thread_time: Mapping[str, Any]) -> dict[str, float]:
+    """The concurrency bound, the CPU bound and the measured share of the smaller one."""
+    wait = thread_time[str(run["delay_ms"])]["storage_wait_ms_per_job"]
+    concurrency = run["worker"]["threads"] * 1000 / wait
+    cpu = 1000 / run["host_cpu_ms_per_job"]
+    return {"concurrency": round(concurrency, 1), "cpu": round(cpu, 1),
+            "share": round(run["jobs_per_s"] / min(concurrency, cpu), 3)}
+
+
+def _latency_table(runs: Mapping[str, Any], thread_time: Mapping[str, Any],
+                   settings: Mapping[str, Any], machine: Mapping[str, Any]) -> str:
     rows = []
     for run in runs.values():
-        submit, done = run["submit_latency"], run["accepted_to_completed"]
-        rows.append([run["jobs"], run["worker"]["threads"], run["submit_requests_per_s"],
-                     f"{submit['p50_ms']:.0f} / {submit['p95_ms']:.0f} / {submit['p99_ms']:.0f}",
-                     run["jobs_per_s"], f"{done['p50_ms']:.0f} / {done['p95_ms']:.0f}",
-                     run["host_peak_rss_mib"],
-                     f"{run['cpu_seconds']['host']} / {run['cpu_seconds']['azurite']}",
+        submit, done, cpu = run["submit_latency"], run["accepted_to_completed"], run["cpu_seconds"]
+        b = bounds(run, thread_time)
+        per_job = "/".join(f"{cpu[name] / run['jobs'] * 1000:.1f}"
+                           for name in ("host", "azurite", "proxy"))
+        queues = run["queues"]
+        rows.append([f"{run['delay_ms']:g}", run["worker"]["threads"],
+                     f"{queues['batchSize']}/{queues['newBatchThreshold']}", run["jobs"],
+                     f"{submit['p50_ms']:.0f} / {submit['p95_ms']:.0f}",
+                     f"**{run['jobs_per_s']}**", f"{done['p50_ms']:.0f} / {done['p95_ms']:.0f}",
+                     per_job, b["concurrency"], b["cpu"], f"**{b['share']:.0%}**",
+                     f"{run['host_core_share']:.0%}", f"{run['machine_busy']:.0%}",
+                     f"{cpu['other_work']:.1f}",
                      f"{run['tcp'].get('listen_overflows', 'n/a')} / {run['connection_retries']}"])
-    header = ["jobs", "worker threads", "submit req/s", "submit p50 / p95 / p99 ms",
-              "jobs/s completed", "202 to completed p50 / p95 ms", "host peak RSS MiB",
-              "CPU s host / Azurite", "listen overflows / client retries"]
-    return (f"## End to end through the local host ({settings['clients']} concurrent HTTP "
-            f"clients, thumbnail jobs, host.json override {json.dumps(settings['host_json'])}, "
-            "one worker process)"
-            "\n\n" + _table(header, rows)
-            + "\njobs/s runs from the first submit to the last `completed_at`. A listen "
-            "overflow is a connection the host's listen queue refused; the client's kernel "
-            "retries it a second later, which is the one-second step in the submit tail; a "
-            "client retry is a POST sent again after its connection was reset.\n")
+    header = ["storage delay ms", "worker threads", "batchSize/ newBatchThreshold", "jobs",
+              "submit p50 / p95 ms",
+              "jobs/s completed (one process)", "202 to completed p50 / p95 ms",
+              "CPU ms per job host / Azurite / proxy", "concurrency bound jobs/s",
+              "CPU bound jobs/s", "measured / smaller bound", "host's share of one core",
+              "machine CPUs busy", "CPU s of other work", "listen overflows / retries"]
+    return (f"## Under storage latency: end to end through the local host ({settings['clients']}"
+            f" concurrent HTTP clients, no-progress jobs, one worker process, other queue "
+            f"settings {json.dumps(settings['host_json'])})\n\n" + _table(header, rows)
+            + f"\njobs/s runs from the first submit to the last `completed_at`. Concurrency "
+            "bound: worker threads / storage wait per job (the table above, same delay). CPU "
+            "bound: 1 / the host process's CPU per job (the local host runs the Functions "
+            "host's queue and HTTP work in the same process; in Azure that is a separate .NET "
+            f"process). All processes share the machine's {machine['nproc']} CPUs: the host's "
+            "share of one core is its CPU over the run's wall-clock, and machine CPUs busy "
+            "counts every process on the machine; other work is the machine's busy CPU time "
+            "during the run less this run's processes (host, Azurite, proxy, clients).\n")
+
+
+def _io_wait_table(runs: list[Mapping[str, Any]]) -> str:
+    base = {run["delay_ms"]: run["jobs_per_s"] for run in runs
+            if run["design"] == "sync" and run["threads"] == 6}
+    rows = []
+    for run in runs:
+        speed = run["jobs_per_s"] / base[run["delay_ms"]] if run["delay_ms"] in base else None
+        rows.append([f"{run['delay_ms']:g}", run["design"], run["threads"], run["jobs"],
+                     f"**{run['jobs_per_s']}**", run["cpu_ms_per_job"], run["most_at_once"],
+                     "" if speed is None else f"{speed:.2f}x"])
+    return ("## Handlers that wait 100-500 ms on I/O: sync in a thread pool vs async "
+            "(in process, through the latency proxy; at most 24 jobs leased at once)\n\n"
+            + _table(["storage delay ms", "design", "threads", "jobs", "jobs/s",
+                      "CPU ms per job", "most jobs at once", "vs sync, 6 threads"], rows))
+
+
+def _pool_table(runs: list[Mapping[str, Any]]) -> str:
+    rows = [[r["threads"], r["calls"], f"**{r['opened']}**", r["discarded"]] for r in runs]
+    delay = runs[0]["delay_ms"] if runs else 0
+    return (f"## Threads sharing one table client (warm, {delay:g} ms per request)\n\n"
+            + _table(["threads", "reads", "connections opened", "connections discarded"], rows)
+            + "\nazure-core's requests transport keeps 10 connections per host; past that, "
+            "urllib3 opens a connection per call and closes it after.\n")
+
+
+def _cold_start_table(cold: Mapping[str, Any]) -> str:
+    rows = [[cold["runs"], cold["interpreter_ms"], f"**{cold['import_function_app_ms']}**",
+             cold["import_function_app_min_ms"], cold["first_request_ms"],
+             cold["start_to_first_answer_ms"], ", ".join(cold["optional_imported"]) or "none"]]
+    parts = ", ".join(f"{name} {ms_}" for name, ms_ in cold["import_breakdown_ms"].items())
+    return ("## Cold start: process start to the first answered request (medians)\n\n"
+            + _table(["runs", "interpreter ms", "import function_app ms", "min ms",
+                      "first GET ms (store built, one read)", "start to first answer ms",
+                      "optional packages imported"], rows)
+            + f"\n`python -X importtime`, ms by package imported by function_app: {parts}. "
+            f"Goal for the import: <= {cold['goal_import_ms']:.0f} ms.\n")
 
 
 def _idle_table(idle: Mapping[str, Any]) -> str:
@@ -162,17 +245,17 @@ def plot(samples: Mapping[str, Mapping[str, list[float]]], path: Path, *, subtit
     figure = Figure(figsize=(12, 4.8))
     axes = figure.subplots(1, 2)
     for axis, (key, title) in zip(axes, panels, strict=True):
-        for size, runs in samples.items():  # e.g. "2000" or "2000, 24 threads"
+        for label, runs in samples.items():  # e.g. "20 ms, 6 threads"
             values = sorted(runs[key])
             fractions = [(i + 1) / len(values) for i in range(len(values))]
-            label = size.replace(",", " jobs,") if "," in size else f"{size} jobs"
-            axis.step(values, fractions, where="post", label=label)
+            axis.step(values, fractions, where="post", label=f"storage +{label}")
         _decorate(axis, title)
     if mark_retry_step:
         axes[0].annotate("step at 1 s: connections the\nhost's listen queue refused,\n"
                          "retried by the client's kernel", (1000, 0.93), xytext=(230, 0.45),
                          textcoords="data", fontsize=8, arrowprops={"arrowstyle": "->"})
-    figure.suptitle(f"End to end through the local host, 16 concurrent clients\n{subtitle}",
+    figure.suptitle("End to end through the local host, 16 concurrent clients, storage "
+                    f"delay added by the latency proxy\n{subtitle}",
                     fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -191,4 +274,4 @@ def _decorate(axis: Any, title: str) -> None:
         axis.annotate(label, (0, level), xycoords=("axes fraction", "data"),
                       xytext=(3, 2), textcoords="offset points", fontsize=7, color="grey")
     axis.grid(True, which="both", linewidth=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper left", fontsize=7, framealpha=0.8)

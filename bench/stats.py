@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def percentile(samples: Sequence[float], p: float) -> float:
@@ -31,3 +33,9 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
         "p99_ms": ms(percentile(samples, 99)),
         "mean_ms": ms(statistics.fmean(samples)),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

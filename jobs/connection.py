@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 Service = Literal["blob", "queue", "table"]
 SERVICES: tuple[Service, ...] = ("blob", "queue", "table")
@@ -87,6 +86,10 @@ def read_connection(env: Mapping[str, str], name: str = DEFAULT_CONNECTION) -> S
 
 def token_credential(connection: StorageConnection) -> TokenCredential:
     """The credential an identity-based connection signs in with, as the host chooses it."""
+    # Imported here: azure.identity is a third of the app's import time, and only an
+    # identity-based connection needs it.
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
     if (connection.credential or "").lower() == MANAGED_IDENTITY:
         return ManagedIdentityCredential(client_id=connection.client_id)
     if connection.client_id:
