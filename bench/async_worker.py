@@ -1,8 +1,8 @@
 """A prototype of the worker as coroutines, to measure against the sync worker; not the app.
 
-It does what `jobs.worker.process` does on the success path of a job (read the row, check the
-message's token, claim with a conditional merge, run the handler, complete with a second
-conditional merge) on azure-data-tables' `aio` client, with an async handler that awaits
+It does what `jobs.worker.process` does on the success path of a first delivery (check that
+the message names its job, claim with one transaction and no read, run the handler, complete
+with a conditional merge) on azure-data-tables' `aio` client, with an async handler that awaits
 its wait instead of blocking a thread. Same rows, same lifecycle functions, same storage
 calls, so the two designs differ only in how they wait.
 """
@@ -19,9 +19,10 @@ from azure.data.tables.aio import TableClient
 
 from bench.handlers import io_wait_seconds, result
 from jobs import lifecycle
-from jobs.messages import decode_message
+from jobs.messages import decode_message, names_its_job
 from jobs.models import Claim, JobMessage
-from jobs.store import CLIENT_OPTIONS, ROW_KEY, from_entity, to_entity
+from jobs.store import CLIENT_OPTIONS, LEFT_ACCEPTED_ROW_KEY, to_entity
+from jobs.submission import accepted_record
 
 
 def table_client(connection: str, table: str) -> TableClient:
@@ -39,18 +40,18 @@ async def process(table: TableClient, body: bytes, *, message_id: str,
                   retention: timedelta) -> str:
     """Run one delivery of a job message; the outcome's name."""
     message = decode_message(body)
-    entity = await table.get_entity(message.job_id, ROW_KEY)
-    record = from_entity(entity)
-    claim = Claim(message_id, 1)
-    if record.token != message.token:
+    if not names_its_job(message):
         return "dropped"
-    if not lifecycle.may_claim(record, claim):
-        return "skipped"
-    running = lifecycle.start(record, claim, now=lifecycle.utcnow())
-    meta = await _merge(table, to_entity(running), entity.metadata["etag"])
+    claim = Claim(message_id, 1)
+    running = lifecycle.start(accepted_record(message, key_row=None), claim,
+                              now=lifecycle.utcnow())
+    results = await table.submit_transaction([
+        ("update", to_entity(running), {"mode": UpdateMode.MERGE}),
+        ("create", {"PartitionKey": message.job_id, "RowKey": LEFT_ACCEPTED_ROW_KEY}),
+    ])
     done = lifecycle.complete(running, await io_wait(message), now=lifecycle.utcnow(),
                               retention=retention)
-    await _merge(table, to_entity(done), meta["etag"])
+    await _merge(table, to_entity(done), results[0]["etag"])
     return "completed"
 
 

@@ -72,7 +72,7 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 def _overhead_table(overhead: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     rows = []
     labels = {"submit": "submit: `submit_job` + host's queue send vs create_entity + send_message",
-              "worker": "worker: `process_job` (no progress) vs get_entity + 2 conditional merges"}
+              "worker": "worker: `process_job` (no progress) vs a bare claim transaction + merge"}
     for name, label in labels.items():
         app, bare, ratio = overhead[name]["app"], overhead[name]["bare"], overhead[name]["ratio"]
         verdict = "ok" if ratio <= TARGET_RATIO else "above"
