@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.submission import RESEND_INTERVAL
 from tests.reliability.harness import TERMINAL, Cluster, account, unique_customer
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
@@ -41,6 +40,9 @@ HANDLER_SECONDS = 0.2
 # A running job not updated for this long is failed by the sweep; far above a handler run,
 # so the sweep acts only on a job whose host died and whose message did not come back.
 ABANDON_AFTER_HOURS = "0.05"
+
+# A client whose POST got no answer (its host was killed) posts again after this long.
+REPOST_AFTER_SECONDS = 30
 
 
 @pytest.fixture
@@ -159,7 +161,7 @@ def _drain(cluster: Cluster, clients: Clients, job_ids: list[str], timeout: floa
             break
         for job_id in waiting:
             quiet = time.monotonic() - last_post[job_id]
-            if jobs[job_id]["status"] == "accepted" and quiet > RESEND_INTERVAL.total_seconds():
+            if jobs[job_id]["status"] == "accepted" and quiet > REPOST_AFTER_SECONDS:
                 clients.post_again(job_id)
                 last_post[job_id] = time.monotonic()
         time.sleep(0.5)
