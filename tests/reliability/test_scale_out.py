@@ -8,10 +8,9 @@ At two random moments one random host is SIGKILLed and started again. The accoun
 usual one: every job terminal, none lost, no completed job overwritten, and the completed
 handler runs per job.
 
-The clients do what the README asks of them: retry a refused or 5xx POST with the same key,
-and POST again with the same key when a job stays `accepted` past the resend interval (a
-host killed between the row write and the queue send loses the first message, and a replay
-within the interval does not send it again).
+The clients do what the README asks of them: retry a refused or 5xx POST with the same key
+(a host killed between the row write and the queue send answers nothing, and the replay
+queues the message again); a client that saw no answer at all also posts again after 30 s.
 """
 
 from __future__ import annotations
