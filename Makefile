@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install run test lint audit lock format clean reliability-report bench explore
+.PHONY: install run test lint audit lock format clean reliability-report bench explore mutants
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -69,3 +69,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+
+# Plants each of a list of known bugs in a throw-away copy (build/mutants) and runs the explorer
+# (and the tests that guard the same behaviour) on it; prints which check killed each.
+mutants: install
+	$(BIN)/python scripts/mutants.py
