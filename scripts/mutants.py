@@ -65,8 +65,12 @@ MUTANTS = (
              "MAX_ROUNDS = 5\n_RESENT: set[str] = set()\n")),
            (f"{FINDINGS}::test_f1_a_replay_whose_flush_failed_is_made_good_by_the_next_replay",)),
     Mutant("timer_fails_every_job", "every timer run fails every job",
-           (("jobs/retention.py", "        if not stalled:\n            return None",
-             "        if record.status.terminal:\n            return None"),)),
+           (("jobs/retention.py", "    running_before = now - settings.abandon_after\n"
+             "    accepted_before = now - MESSAGE_TIME_TO_LIVE",
+             "    running_before = now + timedelta(days=3650)\n"
+             "    accepted_before = now + timedelta(days=3650)"),
+            ("jobs/retention.py", "        if not stalled:\n            return None",
+             "        if record.status.terminal:\n            return None"))),
     Mutant("get_404", "GET answers 404 for a stored job",
            (("function_app.py", "    if found is None:\n        return error_response(*NOT_FOUND)\n"
              "    return record_response(found.record)",
@@ -84,7 +88,10 @@ MUTANTS = (
     Mutant("race_loser_answers_own_job", "the loser of a key race answers with its own job",
            (("jobs/submission.py", "        store.discard(job.job_id)  # the key names another "
              "job: no client knows this one\n        return None",
-             "        return Submitted(written.record, fresh.message)"),)),
+             "        return Submitted(written.record, fresh.message)"),),
+           ("tests/integration/test_contract.py::"
+            "test_idempotency_racing_requests_create_exactly_one_job",
+            f"{FINDINGS}::test_finding_1c_zero_retention_racing_submits_make_one_job")),
     Mutant("result_not_serialisable", "a stored result GET cannot serialise",
            (("jobs/worker.py", "        text = serial.dumps(result)",
              "        text = serial.json.dumps(result)"),
@@ -101,7 +108,9 @@ MUTANTS = (
              "        if record.status is JobStatus.FAILED:\n            return record if "
              "record.error == error else None"),
             ("jobs/lifecycle.py", "    JobStatus.COMPLETED: frozenset(),",
-             "    JobStatus.COMPLETED: frozenset({JobStatus.FAILED}),"))),
+             "    JobStatus.COMPLETED: frozenset({JobStatus.FAILED}),")),
+           ("tests/integration/test_functions.py::"
+            "test_poisoned_message_of_finished_job_changes_nothing",)),
     Mutant("late_delivery_overwrites", "a late delivery overwrites a terminal state",
            (("jobs/lifecycle.py", "    if record.status is JobStatus.ACCEPTED:\n"
              "        return True\n    owner = record.claim",
@@ -167,8 +176,8 @@ def apply(mutant: Mutant, tree: Path) -> None:
 
 def run(tree: Path, args: list[str], env: dict[str, str]) -> tuple[bool, str]:
     """Run pytest in the copy; (failed, output)."""
-    result = subprocess.run([str(PYTHON),  # noqa: S603 - our own venv's pytest "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                             "-W", "ignore", *args], cwd=tree, env=env, capture_output=True,
+    command = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+    result = subprocess.run(command, cwd=tree, env=env, capture_output=True,  # noqa: S603
                             text=True, timeout=900)
     return result.returncode != 0, result.stdout + result.stderr
 
@@ -194,6 +203,16 @@ def main() -> int:
     env.pop("EXPLORE_PROFILE", None)
     rows = []
     started = time.monotonic()
+    # The copy without a mutant must pass, or every "killed" below would mean nothing.
+    baseline = WORK / "baseline"
+    copy_tree(baseline)
+    failed, output = run(baseline, [EXPLORER, *sorted({t for m in mutants for t in m.tests})],
+                         env)
+    if failed:
+        (WORK / "baseline.log").write_text(output)
+        sys.exit(f"the unmutated copy fails its checks: see {WORK / 'baseline.log'}")
+    print(f"baseline (no mutant): passes, {time.monotonic() - started:.0f} s", flush=True)
+    shutil.rmtree(baseline)
     for mutant in mutants:
         tree = WORK / mutant.name
         copy_tree(tree)

@@ -504,8 +504,8 @@ class JobExplorer(RuleBasedStateMachine):
                             f"202 job={job_id[:8]}" if job_id else str(status))
         if job_id is not None:
             self.checker.accepted_for(key, job_id)
-            if key is not None:
-                self.key_bodies.setdefault(key, body)
+            if key is not None:  # the key names a job made with this body now
+                self.key_bodies[key] = body
         return status, job_id
 
     def reused_with_another_body(self, key: str | None, body: str) -> str | None:
@@ -706,6 +706,10 @@ class JobExplorer(RuleBasedStateMachine):
         self.set_aside_undeliverable()
         self.checker.every_202_ran(self.check())
         self.run.stats.live.update(self.checker.live)
+        for job in sorted(self.checker.accepted_jobs):  # what a polling client reads now
+            self.observe("get", f"job={job[:8]}", self.call_http(
+                "get_job_status", get(f"{URL}/{job}", job_id=job)), job)
+        self.check()
         abandon = self.settings.abandon_after
         self.run.clock.jump(max(abandon, timedelta(days=7)) + timedelta(hours=1))
         self.run_timer({})
