@@ -12,7 +12,7 @@ NODE_STAMP := node_modules/.installed
 PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 
 .PHONY: install venv-python run test test-fast check-az lint audit lock format clean \
-	reliability-report bench explore
+	reliability-report bench explore mutants
 
 install: venv-python $(PY_STAMP) $(NODE_STAMP)
 
@@ -98,3 +98,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) .venv-* node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+
+# Plants each of a list of known bugs in a throw-away copy (build/mutants) and runs the explorer
+# (and the tests that guard the same behaviour) on it; prints which check killed each.
+mutants: install
+	$(BIN)/python scripts/mutants.py

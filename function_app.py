@@ -7,6 +7,7 @@ azure-functions-validation 0.16: @validate_http must sit below every @app.* bind
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from email.utils import format_datetime
@@ -20,7 +21,7 @@ from azure_functions_validation import MalformedRequestError, PydanticAdapter, v
 from pydantic import BaseModel
 
 from api_docs import API_DESCRIPTION, complete_document, swagger_ui_file, swagger_ui_page
-from jobs import worker
+from jobs import serial, worker
 from jobs.cancellation import cancel
 from jobs.errors import (
     IdempotencyKeyReused,
@@ -83,10 +84,16 @@ HEADER_PARAMETERS = [
 
 
 class JsonBodyAdapter(PydanticAdapter):
-    """validate_http's adapter, answering 400 rather than 500 for JSON that json.loads refuses
-    past its syntax checks: nested too deeply, or an integer longer than 4,300 digits."""
+    """validate_http's adapter, answering 400 rather than 500 for JSON nested deeper than the
+    app's limit, or that json.loads refuses past its syntax checks (an integer longer than
+    4,300 digits)."""
 
     def parse_body(self, req: func.HttpRequest, model: type[BaseModel]) -> BaseModel:
+        # The app's own depth limit, counted before parsing: the interpreter's differs by
+        # version (3.13's json.loads takes far deeper input than 3.11's).
+        if serial.depth(req.get_body()) > serial.MAX_DEPTH:
+            raise MalformedRequestError(
+                f"Invalid JSON: nested deeper than {serial.MAX_DEPTH} levels")
         try:
             parsed: BaseModel = super().parse_body(req, model)
         except (RecursionError, ValueError) as e:
@@ -140,6 +147,12 @@ def submit_job(
     if key is not None and not is_idempotency_key(key):
         return error_response(400, "Idempotency-Key must be 1-255 printable ASCII characters "
                               "with no space at either end", "invalid_idempotency_key")
+    try:
+        # Before any write: a request no status URL can be made for leaves nothing stored.
+        base_url = settings.public_base_url or api_base_url(req.url)
+    except ValueError:
+        return error_response(400, "no status URL can be made from this request's Host "
+                              "header", "invalid_host")
     trace = correlation_id(req.headers.get("traceparent"), req.headers.get("X-Correlation-Id"))
     with log_context(correlation_id=trace, invocation_id=context.invocation_id):
         try:
@@ -154,7 +167,7 @@ def submit_job(
     if submitted.message is not None:
         job_message.set(submitted.message)
     record = submitted.record
-    status_url = job_url(settings.public_base_url or api_base_url(req.url), record.job_id)
+    status_url = job_url(base_url, record.job_id)
     headers = {"Location": status_url, "Retry-After": RETRY_AFTER_SECONDS,
                "X-Correlation-Id": record.correlation_id}
     if submitted.replayed:
@@ -267,8 +280,16 @@ def openapi_json() -> str:
 
 
 def api_base_url(request_url: str) -> str:
-    """The URL of the route prefix (`https://host/api`) a request to `.../jobs` came in under."""
+    """The URL of the route prefix (`https://host/api`) a request to `.../jobs` came in under.
+
+    ValueError if no URL can be made from it: a Host header that is no host name, address
+    or port (`[abcd]`, `host:99999`, spaces).
+    """
     parts = urlsplit(request_url)
+    host, _ = parts.hostname, parts.port  # both raise ValueError for a malformed netloc
+    if parts.scheme not in ("http", "https") or not host or any(
+            c.isspace() or c in "/\\?#@" for c in parts.netloc):
+        raise ValueError(f"no URL can be made from {request_url!r}")
     path = parts.path.rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{path.removesuffix('/' + JOBS_ROUTE)}"
 
@@ -284,7 +305,22 @@ def record_response(record: JobRecord) -> func.HttpResponse:
         headers = {"Expires": format_datetime(record.expires_at, usegmt=True)}
     else:
         headers = {"Retry-After": RETRY_AFTER_SECONDS}
-    return json_response(200, JobView.of(record), headers)
+    return func.HttpResponse(record_json(record), status_code=200,
+                             headers={"Content-Type": "application/json", **NO_STORE, **headers})
+
+
+def record_json(record: JobRecord) -> str:
+    """The job as JSON, written by the same serialiser that stored its result, so what was
+    stored is always answered; a row stored before results were checked is answered cleaned."""
+    view = JobView.of(dataclasses.replace(record, result=None)).model_dump(
+        mode="json", exclude_none=True)
+    if record.result is not None:
+        view = {name: record.result if name == "result" else view[name]
+                for name in JobView.model_fields if name in view or name == "result"}
+    try:
+        return serial.dumps(view, max_depth=serial.MAX_DEPTH + 1)  # the result is one down
+    except serial.NotStorable:
+        return serial.dumps(serial.answerable(view), max_depth=serial.MAX_DEPTH + 1)
 
 
 def json_response(

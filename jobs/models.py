@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from jobs.handlers import known_job_types, payload_model
+from jobs.serial import clean_text
 
 
 class JobStatus(StrEnum):
@@ -49,15 +50,16 @@ MAX_PROGRESS_MESSAGE = 200
 class JobError:
     """Why a job failed: a short machine-readable code and a sentence for people.
 
-    Both are cut to a bounded length, so a handler's long error text can always be stored.
+    Both are cut to a bounded length and cleaned of lone surrogates, so a handler's error
+    text can always be stored and answered.
     """
 
     code: str
     message: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "code", self.code[:MAX_ERROR_CODE])
-        object.__setattr__(self, "message", self.message[:MAX_ERROR_MESSAGE])
+        object.__setattr__(self, "code", clean_text(self.code, MAX_ERROR_CODE))
+        object.__setattr__(self, "message", clean_text(self.message, MAX_ERROR_MESSAGE))
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Progress:
     message: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "message", self.message[:MAX_PROGRESS_MESSAGE])
+        object.__setattr__(self, "message", clean_text(self.message, MAX_PROGRESS_MESSAGE))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
                        r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 # RFC 3986 path characters, with %XX escapes only.
 _URL_PATH = re.compile(r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*")
+# The sweep fails a running job not updated for JOB_ABANDON_AFTER_HOURS. At 0 it would fail
+# every running job, even one that reported progress a second before: start-up refuses less
+# than three minutes, far more than any clock skew between instances.
+MIN_ABANDON_HOURS = 0.05
 
 
 class InvalidSetting(ValueError):
@@ -66,7 +70,8 @@ class Settings:
             max_dequeue_count=_max_dequeue_count(env),
             handler_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             retention=_hours(env, "JOB_RETENTION_HOURS", "168"),
-            abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24"),
+            abandon_after=_hours(env, "JOB_ABANDON_AFTER_HOURS", "24",
+                                 minimum=MIN_ABANDON_HOURS),
             auth_level=_auth_level(env.get("JOBS_AUTH_LEVEL", "FUNCTION")),
             public_base_url=_public_base_url(env.get(PUBLIC_BASE_URL, "")),
         )
@@ -78,16 +83,18 @@ def get_settings() -> Settings:
     return Settings.from_env(os.environ)
 
 
-def _hours(env: Mapping[str, str], name: str, default: str) -> timedelta:
-    """A number of hours, fractions allowed, from 0 to MAX_HOURS; else start-up stops."""
+def _hours(env: Mapping[str, str], name: str, default: str, *, minimum: float = 0
+           ) -> timedelta:
+    """A number of hours, fractions allowed, from `minimum` to MAX_HOURS; else start-up
+    stops."""
     value = env.get(name, default)
     try:
         hours = float(value)
     except ValueError:
         hours = math.nan
-    if not 0 <= hours <= MAX_HOURS:  # also refuses NaN
+    if not minimum <= hours <= MAX_HOURS:  # also refuses NaN
         raise InvalidSetting(
-            f"{name} must be a number of hours from 0 to {MAX_HOURS}, not {value!r}")
+            f"{name} must be a number of hours from {minimum:g} to {MAX_HOURS}, not {value!r}")
     return timedelta(hours=hours)
 
 

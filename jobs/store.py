@@ -15,7 +15,6 @@ transaction.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from jobs import serial
 from jobs.connection import StorageConnection, service_client
 from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
@@ -80,9 +80,6 @@ class IdempotencyKey:
     fingerprint: str
     message: str
     created_at: datetime
-    #: When a replay last queued the job's message again, and which request did.
-    resent_at: datetime | None = None
-    resent_by: str | None = None
     etag: str = ""
 
 
@@ -351,7 +348,7 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
         "attempts": record.attempts,
     }
     if record.result is not None:
-        entity["result"] = json.dumps(record.result, separators=(",", ":"))
+        entity["result"] = serial.dumps(record.result)
     if record.error is not None:
         entity["error_code"] = record.error.code
         entity["error_message"] = record.error.message
@@ -379,7 +376,7 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         started_at=_utc(entity.get("started_at")),
         completed_at=_utc(entity.get("completed_at")),
         attempts=int(entity.get("attempts", 0)),
-        result=json.loads(entity["result"]) if "result" in entity else None,
+        result=serial.loads(entity["result"]) if "result" in entity else None,
         error=_error(entity),
         progress=_progress(entity),
         correlation_id=entity.get("correlation_id", ""),
@@ -425,8 +422,6 @@ def _key_entity(key: IdempotencyKey) -> dict[str, Any]:
         "fingerprint": key.fingerprint,
         "message": key.message.encode(),
         "created_at": key.created_at,
-        "resent_at": key.resent_at,
-        "resent_by": key.resent_by,
     }
     return {name: value for name, value in entity.items() if value is not None}
 
@@ -435,9 +430,7 @@ def _key(entity: TableEntity) -> IdempotencyKey:
     return IdempotencyKey(row=entity["PartitionKey"], job_id=entity["job_id"],
                           fingerprint=entity["fingerprint"],
                           message=bytes(entity["message"]).decode(),
-                          created_at=_moment(entity["created_at"]),
-                          resent_at=_utc(entity.get("resent_at")),
-                          resent_by=entity.get("resent_by"), etag=_etag(entity))
+                          created_at=_moment(entity["created_at"]), etag=_etag(entity))
 
 
 def _progress(entity: dict[str, Any]) -> Progress | None:

@@ -8,6 +8,15 @@ make exactly one job; each loser deletes the row it wrote, which no client was t
 and replays the winner's job. A row the key may name is never deleted: once the key names
 it, a replay may already have answered with it.
 
+The message goes out through the queue output binding after `submit` returns, and the host
+answers the request only after it flushed that binding: WebJobs' FunctionExecutor
+(Azure/azure-webjobs-sdk, src/Microsoft.Azure.WebJobs.Host/Executors/FunctionExecutor.cs,
+ExecuteWithWatchersAsync) runs ProcessOutputParameters after the function returns, a flush
+that throws fails the invocation, and the host's FunctionInvocationMiddleware
+(Azure/azure-functions-host, src/WebJobs.Script.WebHost/Middleware/) writes the HTTP response
+only after that invocation completed: a failed flush is a 500, never a 202. So a 202, first
+or replayed, means the job's message was queued after its row existed.
+
 A job row is only ever written under a new id, never from a key, so a purged job can never
 come back. And a key is written only after its job row exists, so a key whose job row is
 gone names a purged job: the key is free. That is read from the table, never guessed from
@@ -20,8 +29,7 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
@@ -31,9 +39,6 @@ from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
 from jobs.store import IdempotencyKey, JobStore, Versioned
 
 log = logging.getLogger(__name__)
-#: A replay queues the message of a still-accepted job again at most this often: the first
-#: send may have been lost, but a client retrying in a loop must not flood the queue.
-RESEND_INTERVAL = timedelta(seconds=30)
 # Each round is decided on a key row that changed since the last; past this many the
 # request answers 503 and its client retries.
 MAX_ROUNDS = 5
@@ -74,13 +79,13 @@ def submit(
                            job_id=job.job_id, fingerprint=request_fingerprint(request),
                            message=message, created_at=now)
     for _ in range(MAX_ROUNDS):
-        submitted = _submit_keyed(store, job, fresh, now=now)
+        submitted = _submit_keyed(store, job, fresh)
         if submitted is not None:
             return submitted
     raise StorageUnavailable("the Idempotency-Key row could not be settled; retry")
 
 
-def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, now: datetime
+def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey
                   ) -> Submitted | None:
     """One round: replay the key's job, or make ours and point the key at it.
 
@@ -89,7 +94,7 @@ def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, no
     key = store.read_key(fresh.row)
     found = None if key is None else store.read(key.job_id)
     if key is not None and found is not None:
-        return _replay(store, key, found, fresh=fresh, now=now)
+        return _replay(key, found, fresh=fresh)
     written = _insert_job(store, job, key_row=fresh.row)
     ours = _point_key(store, key, fresh)
     if ours is None:
@@ -134,26 +139,20 @@ def _point_key(store: JobStore, key: IdempotencyKey | None, fresh: IdempotencyKe
     return now_key is not None and now_key.job_id == fresh.job_id
 
 
-def _replay(store: JobStore, key: IdempotencyKey, found: Versioned, *,
-            fresh: IdempotencyKey, now: datetime) -> Submitted:
-    """The key's job again; its message too, while it is accepted, once per interval."""
+def _replay(key: IdempotencyKey, found: Versioned, *, fresh: IdempotencyKey) -> Submitted:
+    """The key's job again, and its message again while the job is still accepted.
+
+    The host answers 202 only after it has flushed the queue output (see the module
+    docstring), so a replay that is answered 202 has queued the message: an accepted job a
+    client was told of always has a message on its way, however the earlier sends ended.
+    A duplicate costs one message per request and nothing else: the worker's claim is
+    conditional, so only one delivery runs the job.
+    """
     if key.fingerprint != fresh.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    resend = None
-    due = key.resent_at is None or now - key.resent_at >= RESEND_INTERVAL
-    if found.record.status is JobStatus.ACCEPTED and due:
-        # The first send may have been lost between the row write and the queue. The stamp
-        # is conditional, so of racing replays one resends; `resent_by` tells it our own.
-        stamp = replace(key, resent_at=now, resent_by=fresh.job_id)
-        if store.replace_key(key, stamp) is not None or _stamped_by(store, stamp):
-            resend = key.message
+    resend = key.message if found.record.status is JobStatus.ACCEPTED else None
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
-
-
-def _stamped_by(store: JobStore, stamp: IdempotencyKey) -> bool:
-    now_key = store.read_key(stamp.row)
-    return now_key is not None and now_key.resent_by == stamp.resent_by
 
 
 def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:

@@ -22,7 +22,6 @@ write does.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from jobs import lifecycle
+from jobs import lifecycle, serial
 from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, RowRejected
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
@@ -202,19 +201,21 @@ class _Run:
 
 
 def _checked_result(result: Any) -> dict[str, Any]:
-    """A handler's result must be a JSON object small enough for one table property.
+    """A handler's result must be a JSON object that `serial.dumps` takes and that fits one
+    table property; anything else fails the job with a code, never a 500 later.
 
     Returns it as the store gives it back (through JSON), so a retried write can tell it.
     """
     if not isinstance(result, dict):
         raise JobFailed("invalid_result", "the handler did not return a JSON object")
     try:
-        text = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise JobFailed("invalid_result", "the handler's result is not JSON") from e
-    if len(text) > MAX_TEXT_PROPERTY:
+        text = serial.dumps(result)
+    except serial.NotStorable as e:
+        raise JobFailed("result_not_storable", f"the handler's result cannot be stored: {e}"
+                        ) from e
+    if serial.utf16_length(text) > MAX_TEXT_PROPERTY:
         raise JobFailed("result_too_large", "the handler's result is too large to store")
-    stored: dict[str, Any] = json.loads(text)
+    stored: dict[str, Any] = serial.loads(text)
     return stored
 
 

@@ -37,6 +37,19 @@ INVARIANTS = {
     "retry_after": "every 503 carries Retry-After",
     "cancel_means_cancelled": "a DELETE answered 200 means the job is cancelled; 409 only for "
                               "a completed or failed job",
+    "every_202_runs": "at quiescence, reached without moving the clock past any abandon "
+                      "window, every job answered 202 that no one cancelled has run and is "
+                      "terminal, with no further client action",
+    "never_abandoned_told": "a job a client was answered 202 for is never failed `abandoned` "
+                            "from `accepted`",
+    "not_found_means_gone": "GET and DELETE answer 404 only for a job never made or purged",
+    "reused_key_422": "a key reused with another body is answered 422 while its job is stored",
+    "location_names_job": "Location and status_url are the answered job's own URL",
+    "accepted_202_queues": "a 202 for a job still accepted comes with a queued message for it",
+    "available": "a request that met no storage fault and no queue outage answers without 5xx",
+    "foreign_token_ignored": "a message carrying another token than its job's changes nothing",
+    "keys_follow_jobs": "once every job is purged and the leftover-key window passed, one "
+                        "purge run leaves no key row",
 }
 RANK = {"accepted": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -128,6 +141,13 @@ class Checker:
     deliveries: Counter[str] = field(default_factory=Counter)  # job -> handler invocations
     outcomes: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
+    said_missing: set[str] = field(default_factory=set)  # answered 404 in this step
+    #: Jobs whose every message was cleared by an operator or stuck in the poison queue.
+    set_aside: set[str] = field(default_factory=set)
+    #: Jobs swept from `accepted` before any client was told of them.
+    abandoned_untold: set[str] = field(default_factory=set)
+    #: What the liveness check found: jobs checked, and jobs set aside (and why).
+    live: Counter[str] = field(default_factory=Counter)
 
     def record(self, kind: str, args: str, status: int | None, seen: str) -> Op:
         """Write an operation down; `status` None means the call raised."""
@@ -166,7 +186,8 @@ class Checker:
         self._observe(job_id, status, (status, result, error), "an HTTP answer")
 
     def seen_missing(self, job_id: str) -> None:
-        """A GET or DELETE answered 404."""
+        """A GET or DELETE answered 404; the job must be gone from the table after the step."""
+        self.said_missing.add(job_id)
         if job_id in self.stored:
             # The table is read after the step; a 404 for a stored job is caught there if
             # the row is really gone, so only remember the answer here.
@@ -179,12 +200,18 @@ class Checker:
     def snapshot(self, rows: list[Row], *, purge: PurgeRun | None) -> None:
         """Compare the table with everything seen before; `purge` is set for a purge step."""
         now = {row.job_id: row for row in rows}
+        for job_id in sorted(self.said_missing):
+            if job_id in now:
+                self.violated("not_found_means_gone", f"job {job_id} was answered 404 and is "
+                              f"stored ({now[job_id].status})")
+        self.said_missing.clear()
         for row in rows:
             if row.job_id in self.gone:
                 self.violated("terminal_is_final", f"job {row.job_id} came back as "
                                 f"{row.status} after it was purged")
             self._observe(row.job_id, row.status, row.final, "the table")
             self._judge_result(row)
+            self._judge_abandoned(row)
         for job_id, before in self.stored.items():
             if job_id not in now:
                 self._judge_deletion(before, purge)
@@ -196,6 +223,19 @@ class Checker:
                 self.violated("answered_is_stored", f"a 202 named job {job_id}, which is not "
                               "stored")
         self.fresh.clear()
+
+    def _judge_abandoned(self, row: Row) -> None:
+        """A job swept from `accepted` must not be one a client was told of before: a POST
+        whose host flush failed was never told, and a client's replay days later may name it
+        only after the sweep."""
+        if row.error is None or row.error[0] != "abandoned" or row.attempts > 0:
+            return
+        told = row.job_id in self.accepted_jobs and row.job_id not in self.fresh
+        if not told:
+            self.abandoned_untold.add(row.job_id)
+        elif row.job_id not in self.abandoned_untold | self.set_aside:
+            self.violated("never_abandoned_told", f"job {row.job_id} was answered 202 and "
+                          "failed abandoned without ever running")
 
     def _judge_keys(self, rows: list[Row]) -> None:
         stored = {row.job_id for row in rows}
@@ -262,6 +302,33 @@ class Checker:
                 self.violated("one_result", f"job {job_id}: {count} result writes applied")
 
     # Quiescence ---------------------------------------------------------------------------
+
+    def every_202_ran(self, rows: list[Row]) -> None:
+        """Liveness, checked before the clock moves past any abandon window."""
+        stored = {row.job_id: row for row in rows}
+        for job_id in sorted(self.accepted_jobs):
+            if job_id in self.set_aside:
+                self.live["set aside: message cleared or stuck in poison"] += 1
+                continue
+            if job_id in self.abandoned_untold:
+                self.live["swept before a replay told of it"] += 1
+                continue
+            row = stored.get(job_id)
+            if row is None:
+                self.live["purged before quiescence"] += 1
+                continue
+            self.live["checked"] += 1
+            if row.status == "running":
+                # Its handler started; the delivery that claimed it is gone (a crash, a
+                # cleared message): the sweep ends it after the abandon window.
+                self.live["running, for the sweep"] += 1
+            elif row.status not in TERMINAL:
+                self.violated("every_202_runs", f"job {job_id} was answered 202 and is still "
+                              f"{row.status} at quiescence")
+            if row.status == "failed" and row.attempts == 0 and (row.error or ("",))[0] == (
+                    "abandoned"):
+                self.violated("every_202_runs", f"job {job_id} was answered 202 and failed "
+                              f"{row.error} without running")
 
     def quiescent(self, rows: list[Row]) -> None:
         """After every message was delivered or poisoned and the sweep ran."""

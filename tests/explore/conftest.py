@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from jobs import handlers
 from tests.explore import faults, machine
@@ -38,6 +38,9 @@ PROFILE = f"explore-{os.environ.get('EXPLORE_PROFILE', 'ci')}"
 if os.environ.get("EXPLORE_EXAMPLES"):
     settings.register_profile(PROFILE, settings.get_profile(PROFILE),
                               max_examples=int(os.environ["EXPLORE_EXAMPLES"]))
+if os.environ.get("EXPLORE_NO_SHRINK"):  # make mutants: the first violation is enough
+    settings.register_profile(PROFILE, settings.get_profile(PROFILE),
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate])
 SUMMARY: dict[str, Any] = {}
 
 
@@ -58,6 +61,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"| faults injected: {kind} | {injected[kind]} |")
     write(f"| faults injected: total | {sum(injected.values())} |")
     write(f"| real connection failures, sent again | {SUMMARY['uninjected']} |")
+    write(f"| held requests that landed late | {SUMMARY['landed_late']} |")
+    for name, count in sorted(stats.live.items()):
+        write(f"| jobs answered 202, at quiescence: {name} | {count} |")
     for outcome in ("ok", "fail", "info"):
         write(f"| operations {outcome} | {stats.operations[outcome]} |")
     write(f"| violations | {sum(stats.violations.values())} |")

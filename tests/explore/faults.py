@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport
 
 from tests.support.faults import DelegatingTransport
@@ -35,7 +35,10 @@ APPLIED_503 = "applied_503"
 LOST_RESPONSE = "lost_response"
 #: The request is delayed a little before it is sent.
 SLOW = "slow"
-KINDS = (REFUSED, RESET, APPLIED_500, APPLIED_503, LOST_RESPONSE, SLOW)
+#: The request is held in the network: the client times out (and its SDK may send it again),
+#: and the held copy lands later, just before the next operation starts.
+LATE = "late"
+KINDS = (REFUSED, RESET, APPLIED_500, APPLIED_503, LOST_RESPONSE, SLOW, LATE)
 SLOW_SECONDS = 0.002
 _ENTITY = re.compile(r"PartitionKey='([^']*)',\s*RowKey='job'")
 _ERRORS = {
@@ -59,6 +62,12 @@ class FaultyTransport(DelegatingTransport):
         self._overlap: tuple[int, bool, Callable[[], object]] | None = None
         #: Real connection failures (not injected) that were sent again.
         self.uninjected = 0
+        #: Requests held by a LATE fault, with the operation they came from; each lands
+        #: just after the first request of a later operation reached the table.
+        self.held: list[tuple[int, Any, dict[str, Any]]] = []
+        self.operation = 0
+        #: Held requests that landed late (whatever the table answered them).
+        self.landed_late = 0
 
     def overlap(self, at: int, *, after: bool, operation: Callable[[], object]) -> None:
         """Run `operation` whole when the current operation reaches its `at`-th request:
@@ -74,9 +83,23 @@ class FaultyTransport(DelegatingTransport):
     def arm(self, plan: Mapping[int, str]) -> None:
         """Use `plan` (attempt index -> fault kind) for the operation that starts now."""
         self.plan, self.attempt = plan, 0
+        self.operation += 1
+
+    def land_held(self, *, before: int | None = None) -> None:
+        """Send the held requests (those of operations before `before`), as a slow network
+        delivers them at last; the table decides what they still do."""
+        held = [h for h in self.held if before is None or h[0] < before]
+        self.held = [h for h in self.held if h not in held]
+        for _, request, kwargs in held:
+            try:
+                response = self._send(request, **kwargs)
+            except AzureError:  # noqa: S112 - a late copy's fate is the table's to tell
+                continue
+            self.landed_late += 1
+            self._watch(request, response)
 
     def disarm(self) -> None:
-        self.arm({})
+        self.plan, self.attempt = {}, 0
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         index = self.attempt
@@ -91,8 +114,13 @@ class FaultyTransport(DelegatingTransport):
             raise ServiceRequestError("injected: connection reset by peer")
         if kind == SLOW:
             time.sleep(SLOW_SECONDS)
+        if kind == LATE:
+            self.held.append((self.operation, request, kwargs))
+            raise ServiceResponseError("injected: timed out; the request is still on its way")
         response = self._send(request, **kwargs)
         self._watch(request, response)
+        if self.held:
+            self.land_held(before=self.operation)
         self._run_overlap(index, after=True)
         if kind == LOST_RESPONSE:
             raise ServiceResponseError("injected: the response was lost")

@@ -26,7 +26,8 @@ class Message:
     job_id: str
     queue: str = MAIN
     dequeue_count: int = 0
-    #: visible | done (deleted) | stuck (poison past its limit) | lost (expired, cleared)
+    #: visible | done (deleted) | poisoned (moved to the poison queue) | stuck (poison past
+    #: its limit) | lost (expired, cleared)
     state: str = "visible"
 
 
@@ -70,7 +71,7 @@ class Queues:
             self.poison(message)
 
     def poison(self, message: Message) -> None:
-        message.state = "done"
+        message.state = "poisoned"
         self.send(message.body, message.job_id, POISON)
 
 

@@ -53,7 +53,42 @@ OVERLAPPING = ("submit", "deliver", "cancel", "purge")
 JUMPS = (timedelta(0), timedelta(minutes=30), timedelta(hours=2), timedelta(days=1),
          timedelta(days=8))
 RETENTIONS = (timedelta(0), timedelta(minutes=30), timedelta(hours=1), timedelta(days=7))
-ABANDON_AFTER = (timedelta(minutes=30), timedelta(hours=1), timedelta(days=1))
+#: The smallest window the settings accept (JOB_ABANDON_AFTER_HOURS=0.05) among them.
+ABANDON_AFTER = (timedelta(minutes=3), timedelta(minutes=30), timedelta(hours=1),
+                 timedelta(days=1))
+CUSTOMERS = ("explore", "explore-2")
+#: Instances' clocks differ: a delivery may run on one that is ahead or behind.
+SKEWS = (timedelta(0), timedelta(0), timedelta(minutes=-2), timedelta(minutes=2))
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+#: Stand for values too large to print in Hypothesis' report: made when the handler runs.
+HUGE = {"<an int of 4,400 digits>": lambda: 10 ** 4_400,
+        "<40,000 x>": lambda: "x" * 40_000,
+        "<17,000 astral characters>": lambda: "\U0001f600" * 17_000}
+
+
+def _made(value: Any) -> Any:
+    return HUGE[value]() if isinstance(value, str) and value in HUGE else value
+#: Texts and values a handler may produce: lone surrogates, NUL, huge, astral, not JSON.
+ODD_TEXTS = st.sampled_from(("caf\udce9", "\ud800", "nul\x00", "<40,000 x>",
+                             "<17,000 astral characters>", "")) | st.text(max_size=8)
+ODD_VALUES = st.one_of(
+    ODD_TEXTS, st.integers(58, 70).map(_nested),
+    st.sampled_from((float("nan"), float("inf"), float("-inf"))),
+    st.just({1: "an int key"}), st.just({"a set": {1, 2}}),
+    st.integers(-(2**70), 2**70), st.just("<an int of 4,400 digits>"))
+ODD_OUTPUTS = st.one_of(
+    st.tuples(st.just("odd_result"), ODD_VALUES),
+    st.tuples(st.just("odd_error"), ODD_TEXTS, ODD_TEXTS),
+    st.tuples(st.just("odd_progress"), ODD_TEXTS))
+SCRIPTS = st.lists(st.sampled_from(BEHAVIOURS) | ODD_OUTPUTS, max_size=2)
 fault_plans = st.one_of(
     st.just({}), st.dictionaries(st.integers(0, 6), st.sampled_from(faults.KINDS), max_size=3))
 
@@ -96,6 +131,8 @@ class Stats:
     operations: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
+    #: The liveness check at quiescence: jobs answered 202 checked, and set aside.
+    live: Counter[str] = field(default_factory=Counter)
 
     def save(self, transport: faults.FaultyTransport) -> None:
         """Write the figures so far to build/explore/progress.json: a long run shows progress."""
@@ -103,13 +140,14 @@ class Stats:
         PROGRESS.write_text(json.dumps({
             "examples": self.examples, "steps": self.steps,
             "faults": dict(transport.injected), "operations": dict(self.operations),
-            "violations": dict(self.violations), "ignored": dict(self.ignored)}, indent=1))
+            "violations": dict(self.violations), "ignored": dict(self.ignored),
+            "live": dict(self.live)}, indent=1))
 
 
 #: Set by the test before Hypothesis runs the machine; one per pytest run.
 RUN: Run | None = None
 #: What the next handler invocations do, and the machine that runs them.
-SCRIPT: list[str] = []
+SCRIPT: list[Any] = []
 CURRENT: JobExplorer | None = None
 
 
@@ -117,16 +155,26 @@ def explore_handler(job: JobMessage, progress: Callable[..., None]) -> dict[str,
     """The explorer's job type: does what the step's script says, then returns a run id."""
     assert CURRENT is not None
     behaviour = SCRIPT.pop(0) if SCRIPT else "ok"
+    odd: tuple[Any, ...] = ()
+    if isinstance(behaviour, tuple):
+        behaviour, *rest = behaviour
+        odd = tuple(_made(value) for value in rest)
     if behaviour == "transient":
         raise RuntimeError("explorer: a transient handler error")
     if behaviour == "fatal":
         raise JobFailed("explorer_failed", "explorer: a failure retrying cannot fix")
+    if behaviour == "odd_error":
+        raise JobFailed(odd[0], odd[1])
     if behaviour == "progress":
         progress(50, "half way")
+    if behaviour == "odd_progress":
+        progress(30, odd[0])
     if behaviour.startswith("nested_"):
         CURRENT.mid_run(job.job_id, behaviour)
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     CURRENT.checker.runs.setdefault(job.job_id, set()).add(run_id)
+    if behaviour == "odd_result":
+        return {"run": run_id, "odd": odd[0]}
     return {"run": run_id}
 
 
@@ -160,16 +208,19 @@ class JobExplorer(RuleBasedStateMachine):
             self.run.stats.save(self.run.transport)
         self.checker = Checker()
         self.queues = Queues(MAX_DEQUEUE_COUNT)
+        self.queue_down = False
         # Fixed names, so that rows sort the same on every replay (each example starts on
         # an empty table: teardown removes every row).
         self.customer = "explore"
         self.run.job_ids.made = 0
         self.keys_made = 1
+        self.key_bodies: dict[str, str] = {}
         self.broken = False
         self.purge: PurgeRun | None = None
         self.run.clock.now = START
         self.settings = self.run.base_settings
         self.run.app.settings = self.settings
+        self.run.transport.held.clear()
         self.run.transport.result_writes.clear()
         CURRENT = self
         SCRIPT.clear()
@@ -180,24 +231,44 @@ class JobExplorer(RuleBasedStateMachine):
     def first_key(self) -> str:
         return "key-1"
 
-    @rule(target=keys)
-    def another_key(self) -> str:
+    @initialize(max_dequeue_count=st.integers(1, 5), retention=st.sampled_from(RETENTIONS),
+                abandon_after=st.sampled_from(ABANDON_AFTER))
+    def configure(self, max_dequeue_count: int, retention: timedelta,
+                  abandon_after: timedelta) -> None:
+        """This example's settings: the host's maxDequeueCount and the app's windows."""
+        self.queues.max_dequeue_count = max_dequeue_count
+        self.settings = dataclasses.replace(self.settings, max_dequeue_count=max_dequeue_count,
+                                            retention=retention, abandon_after=abandon_after)
+        self.run.app.settings = self.settings
+        self.checker.record("settings", f"maxDequeueCount={max_dequeue_count}", 200,
+                            f"retention={retention} abandon_after={abandon_after}")
+
+    @rule(target=keys, customer=st.sampled_from(CUSTOMERS))
+    def another_key(self, customer: str) -> str:
+        """A new key, of one of the customers (the same key text under two customers is
+        two keys)."""
         self.keys_made += 1
-        return f"key-{self.keys_made}"
+        key = f"key-{self.keys_made % 3}"
+        return key if customer == CUSTOMERS[0] else f"{customer}|{key}"
 
     @rule(target=jobs, key=st.none() | keys, body=st.sampled_from(("a", "b")),
-          plans=st.lists(fault_plans, min_size=1, max_size=3), host_dies=st.booleans())
+          plans=st.lists(fault_plans, min_size=1, max_size=3), host_dies=st.booleans(),
+          flush_fails=st.lists(st.booleans(), max_size=3))
     @step
     def submit(self, key: str | None, body: str, plans: list[dict[int, str]],
-               host_dies: bool) -> Any:
+               host_dies: bool, flush_fails: list[bool] | None = None) -> Any:
         """POST a job; retry a 5xx answer with the same request, once per further plan.
 
         With `host_dies` the host dies after the first attempt returned and before it wrote
-        the queue output: the client sees the connection drop, and retries.
+        the queue output: the client sees the connection drop, and retries. Where
+        `flush_fails` says so, the host's flush of the queue output fails: the client sees
+        the host's 500 (and nothing was queued), and retries.
         """
         accepted = []
+        fails = list(flush_fails or [])
         for attempt, plan in enumerate(plans):
-            status, job_id = self.post(key, body, plan, host_dies=host_dies and attempt == 0)
+            status, job_id = self.post(key, body, plan, host_dies=host_dies and attempt == 0,
+                                       flush_fails=bool(fails) and fails.pop(0))
             if job_id is not None:
                 accepted.append(job_id)
             if status is not None and status < 500:
@@ -207,9 +278,13 @@ class JobExplorer(RuleBasedStateMachine):
     @rule(job=jobs, plan=fault_plans)
     @step
     def get_status(self, job: str, plan: dict[int, str]) -> None:
+        injected = sum(self.run.transport.injected.values())
         with self.faults(plan):
             response = self.call_http("get_job_status", get(f"{URL}/{job}", job_id=job))
-        self.observe("get", f"job={job[:8]}", response, job)
+        status = self.observe("get", f"job={job[:8]}", response, job)
+        if status >= 500 and injected == sum(self.run.transport.injected.values()):
+            self.checker.violated("available", f"GET {job} answered {status} with no fault "
+                                  "injected")
 
     @rule(job=jobs, plans=st.lists(fault_plans, min_size=1, max_size=3))
     @step
@@ -222,20 +297,59 @@ class JobExplorer(RuleBasedStateMachine):
 
     # The host -----------------------------------------------------------------------------
 
-    @precondition(lambda self: self.queues.visible())
+    @precondition(lambda self: self.queues.visible() and not self.queue_down)
     @rule(data=st.data(), crash=st.booleans(), plan=fault_plans,
-          script=st.lists(st.sampled_from(BEHAVIOURS), max_size=2))
+          script=SCRIPTS, skew=st.sampled_from(SKEWS))
     @step
     def deliver(self, data: st.DataObject, crash: bool, plan: dict[int, str],
-                script: list[str]) -> None:
-        """Deliver a visible message; with `crash` the host dies before deleting it."""
+                script: list[Any], skew: timedelta = timedelta(0)) -> None:
+        """Deliver a visible message; with `crash` the host dies before deleting it. The
+        instance that runs it has its clock `skew` off."""
         message = self.queues.messages[data.draw(st.sampled_from(self.queues.visible()),
                                                  label="message")]
         SCRIPT[:] = script
-        with self.faults(plan):
-            self.host_delivers(message, crash=crash)
+        self.run.clock.jump(skew)
+        try:
+            with self.faults(plan):
+                self.host_delivers(message, crash=crash)
+        finally:
+            self.run.clock.jump(-skew)
 
-    @precondition(lambda self: self.queues.visible())
+    @rule(down=st.booleans())
+    @step
+    def queue_outage(self, down: bool) -> None:
+        """The queue service goes down or comes back: while down, every flush of a POST's
+        queue output fails (the client sees 500) and nothing is delivered."""
+        self.queue_down = down
+        self.checker.record("queue", "outage" if down else "back", 200, "")
+
+    @precondition(lambda self: self.queues.messages and not self.queue_down)
+    @rule(data=st.data(), job=jobs)
+    @step
+    def forge(self, data: st.DataObject, job: str) -> None:
+        """Anyone who can write to the queue sends a job's message with another token, or
+        another job's message under this job's id: it must change nothing."""
+        source = self.queues.messages[data.draw(st.sampled_from(sorted(self.queues.messages)),
+                                                label="message")]
+        try:
+            body = json.loads(source.body)
+        except ValueError:
+            return
+        if not isinstance(body, dict) or "token" not in body or "job_id" not in body:
+            return
+        if body["job_id"] == job:
+            body["token"] = "forged-" + body["token"][::-1]
+        body["job_id"] = job
+        before = self.read_entity(job)
+        # Kept off the queue's books: a forged message is never the source of another.
+        forged = Message(f"forged-{source.id}", json.dumps(body), job)
+        self.host_delivers(forged, count=False)
+        after = self.read_entity(job)
+        if before != after:
+            self.checker.violated("foreign_token_ignored", f"a forged message changed job "
+                                  f"{job}: {before} -> {after}")
+
+    @precondition(lambda self: self.queues.visible() and not self.queue_down)
     @rule(data=st.data())
     @step
     def lapse(self, data: st.DataObject) -> None:
@@ -244,6 +358,7 @@ class JobExplorer(RuleBasedStateMachine):
                                                  label="message")]
         self.queues.receive(message)
         self.checker.record("lapse", message.id, 200, f"dequeue_count={message.dequeue_count}")
+        self.set_aside_undeliverable()
 
     @precondition(lambda self: self.queues.visible())
     @rule(data=st.data())
@@ -254,11 +369,17 @@ class JobExplorer(RuleBasedStateMachine):
                                                  label="message")]
         message.state = "lost"
         self.checker.record("lost", message.id, 200, f"job={message.job_id[:8]}")
+        self.set_aside_undeliverable()
 
     @rule(jump=st.sampled_from(JUMPS), plan=fault_plans)
     @step
     def purge(self, jump: timedelta, plan: dict[int, str]) -> None:
-        """The hourly timer, at a clock moved on by `jump`."""
+        """The hourly timer, at a clock moved on by `jump`. Workers run meanwhile: before a
+        day or more passes, the queue is up and the host delivers what is queued."""
+        if jump >= timedelta(days=1):  # no outage lasts a day, and workers ran all along
+            self.queue_down = False
+            self.drain()
+            self.check()  # the purge is judged on the rows as the drain left them
         self.run.clock.jump(jump)
         self.run_timer(plan)
 
@@ -276,11 +397,11 @@ class JobExplorer(RuleBasedStateMachine):
 
     @rule(target=jobs, first=st.sampled_from(OVERLAPPING), second=st.sampled_from(OVERLAPPING),
           key=st.none() | keys, job=st.none() | jobs, at=st.integers(0, 4), after=st.booleans(),
-          plan=fault_plans, script=st.lists(st.sampled_from(BEHAVIOURS), max_size=2),
+          plan=fault_plans, script=SCRIPTS,
           data=st.data())
     @step
     def overlap(self, first: str, second: str, key: str | None, job: str | None, at: int,
-                after: bool, plan: dict[int, str], script: list[str], data: st.DataObject
+                after: bool, plan: dict[int, str], script: list[Any], data: st.DataObject
                 ) -> Any:
         """Two operations at once, as two instances or clients run them: the second runs
         whole while the first is at its `at`-th storage request (just before it is sent,
@@ -317,7 +438,7 @@ class JobExplorer(RuleBasedStateMachine):
         body = data.draw(st.sampled_from(("a", "b")), label="submit body")
 
         def submit() -> None:
-            job_id = self.post(key, body, plan)[1]
+            job_id = self.post(key, body, plan, overlapped=True)[1]
             if job_id is not None:
                 accepted.append(job_id)
         return submit
@@ -341,14 +462,21 @@ class JobExplorer(RuleBasedStateMachine):
 
     # How the steps are done ---------------------------------------------------------------
 
-    def post(self, key: str | None, body: str, plan: dict[int, str], *, host_dies: bool = False
+    def post(self, key: str | None, body: str, plan: dict[int, str], *, host_dies: bool = False,
+             flush_fails: bool = False, overlapped: bool = False
              ) -> tuple[int | None, str | None]:
-        headers = {"Idempotency-Key": key} if key is not None else {}
-        request = post_json(URL, {"job_type": JOB_TYPE, "customer_id": self.customer,
+        customer, key_text = self.customer, key
+        if key is not None and "|" in key:
+            customer, key_text = key.split("|", 1)
+        headers = {"Idempotency-Key": key_text} if key_text is not None else {}
+        request = post_json(URL, {"job_type": JOB_TYPE, "customer_id": customer,
                                   "payload": {"body": body}}, headers=headers)
         out = CapturingOut()
+        injected = sum(self.run.transport.injected.values())
+        reused = self.reused_with_another_body(key, body)
         with self.faults(plan):
             response = self.call_http("submit_job", request, job_message=out)
+        faultless = injected == sum(self.run.transport.injected.values())
         if host_dies:
             self.checker.record("submit", f"key={key} body={body}", None,
                                 "host died before the queue output")
@@ -356,22 +484,69 @@ class JobExplorer(RuleBasedStateMachine):
         status = response.status_code
         job_id = None
         if status == 202:
-            job_id = json.loads(response.get_body())["job_id"]
+            answer = json.loads(response.get_body())
+            job_id = answer["job_id"]
+            self.check_answer(key, body, job_id, answer, response, out, reused, overlapped)
+        elif status >= 500 and faultless and not overlapped:
+            self.checker.violated("available", f"POST key={key} answered {status} with no "
+                                  "fault injected")
+        if out.get() is not None and (flush_fails or self.queue_down):
+            # The host's flush of the output binding failed: it answers 500, queues nothing.
+            self.checker.record("submit", f"key={key} body={body}", 500,
+                                "the host's queue output flush failed")
+            return 500, None
         # The host writes the output binding once the function returned.
         if out.get() is not None:
             assert job_id is not None, "a message was queued for a submit that was not accepted"
             self.queues.send(out.get() or "", job_id)
+            self.checker.set_aside.discard(job_id)
         self.checker.record("submit", f"key={key} body={body}", status,
                             f"202 job={job_id[:8]}" if job_id else str(status))
         if job_id is not None:
             self.checker.accepted_for(key, job_id)
+            if key is not None:  # the key names a job made with this body now
+                self.key_bodies[key] = body
         return status, job_id
 
+    def reused_with_another_body(self, key: str | None, body: str) -> str | None:
+        """The stored job a key names when this body differs from the one it was made with."""
+        if key is None or self.key_bodies.get(key, body) == body:
+            return None
+        named = [j for j in self.checker.accepted.get(key, []) if j in self.checker.stored]
+        return named[-1] if named else None
+
+    def check_answer(self, key: str | None, body: str, job_id: str, answer: dict[str, Any],
+                     response: Any, out: CapturingOut, reused: str | None,
+                     overlapped: bool) -> None:
+        """What a 202 promises: its URLs name the job, a message comes with an accepted job,
+        and a key reused with another body is refused while its job is stored."""
+        own_url = f"{URL}/{job_id}"
+        if answer.get("status_url") != own_url or response.headers.get("Location") != own_url:
+            self.checker.violated("location_names_job", f"202 for {job_id}: status_url "
+                                  f"{answer.get('status_url')}, Location "
+                                  f"{response.headers.get('Location')}")
+        message = out.get()
+        if message is not None and json.loads(message).get("job_id") != job_id:
+            self.checker.violated("accepted_202_queues", f"202 for {job_id} queued a message "
+                                  f"for {json.loads(message).get('job_id')}")
+        if message is None:
+            row = self.read_row(job_id)
+            if row is not None and row.status == "accepted":
+                self.checker.violated("accepted_202_queues", f"202 for accepted job {job_id} "
+                                      "queued no message")
+        if reused is not None and not overlapped and self.read_row(reused) is not None:
+            self.checker.violated("reused_key_422", f"key {key} with body {body} was answered "
+                                  f"202 ({job_id}) while its job {reused} is stored")
+
     def delete(self, job: str, plan: dict[int, str]) -> int | None:
+        injected = sum(self.run.transport.injected.values())
         with self.faults(plan):
             response = self.call_http("cancel_job", get(f"{URL}/{job}", method="DELETE",
                                                         job_id=job))
         status = self.observe("cancel", f"job={job[:8]}", response, job)
+        if status >= 500 and injected == sum(self.run.transport.injected.values()):
+            self.checker.violated("available", f"DELETE {job} answered {status} with no "
+                                  "fault injected")
         if status == 200:
             record = json.loads(response.get_body())
             if record["status"] != "cancelled":
@@ -407,13 +582,16 @@ class JobExplorer(RuleBasedStateMachine):
         self.checker.record(kind, args, status, body.get("status", str(status)))
         return status
 
-    def host_delivers(self, message: Message, *, crash: bool = False) -> None:
-        """Receive and run one message as the host does; see host.py for the rules."""
+    def host_delivers(self, message: Message, *, crash: bool = False, count: bool = True
+                      ) -> None:
+        """Receive and run one message as the host does; see host.py for the rules.
+        `count` False: a forged message, which may not count as a delivery of its job."""
         if not self.queues.receive(message):
             self.checker.record("receive", message.id, 200, f"moved aside ({message.queue})")
+            self.set_aside_undeliverable()
             return
         name = "process_job" if message.queue == MAIN else "fail_poisoned_job"
-        if message.queue == MAIN:
+        if message.queue == MAIN and count:
             self.checker.deliveries[message.job_id] += 1
         delivery = queue_message(message.body, dequeue_count=message.dequeue_count,
                                  message_id=message.id)
@@ -473,43 +651,85 @@ class JobExplorer(RuleBasedStateMachine):
             self.run.transport.disarm()
 
     def rows(self) -> list[Row]:
-        query = f"RowKey eq 'job' and customer_id eq '{self.customer}'"
-        return [Row.of(dict(e)) for e in self.run.table.query_entities(query)]
+        return [Row.of(dict(e)) for e in self.run.table.query_entities("RowKey eq 'job'")]
+
+    def key_rows(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self.run.table.query_entities("RowKey eq 'key'")]
+
+    def read_entity(self, job_id: str) -> tuple[Any, ...] | None:
+        """A job row as stored, with its ETag, or None."""
+        found = list(self.run.table.query_entities(
+            f"PartitionKey eq '{job_id}' and RowKey eq 'job'"))
+        if not found:
+            return None
+        return (found[0].metadata.get("etag"), sorted(dict(found[0]).items()))
+
+    def set_aside_undeliverable(self) -> None:
+        """Jobs whose every message an operator cleared or the poison queue keeps for good:
+        outside the liveness guarantee (see docs/guarantees.md), so set aside and counted."""
+        by_job: dict[str, list[str]] = {}
+        for message in self.queues.messages.values():
+            by_job.setdefault(message.job_id, []).append(message.state)
+        for job_id, states in by_job.items():
+            if all(state in ("lost", "stuck", "poisoned") for state in states):
+                self.checker.set_aside.add(job_id)
+
+    def drain(self) -> None:
+        """Workers run with storage up: every visible message is delivered or moved aside."""
+        SCRIPT.clear()
+        self.run.transport.land_held()
+        for _ in range(4 * self.queues.max_dequeue_count + 4):
+            if not self.queues.visible():
+                break
+            for message_id in self.queues.visible():
+                if self.queues.messages[message_id].state == "visible":
+                    self.host_delivers(self.queues.messages[message_id])
 
     def read_row(self, job_id: str) -> Row | None:
         found = [r for r in self.rows() if r.job_id == job_id]
         return found[0] if found else None
 
-    def check(self) -> None:
+    def check(self) -> list[Row]:
+        """Compare the table with what was seen; the rows read."""
         purge, self.purge = self.purge, None
-        self.checker.snapshot(self.rows(), purge=purge)
+        rows = self.rows()
+        self.checker.snapshot(rows, purge=purge)
         self.checker.result_writes(self.run.transport.result_writes)
+        return rows
 
     def quiesce(self) -> None:
-        """Deliver or poison every message, sweep, let retention pass, and check."""
-        SCRIPT.clear()
-        for _ in range(2 * MAX_DEQUEUE_COUNT + 2):
-            if not self.queues.visible():
-                break
-            for message_id in self.queues.visible():
-                self.host_delivers(self.queues.messages[message_id])
+        """Bring the queue back and deliver every message, with storage up and the clock
+        where it is; check that every 202 ran. Then sweep, let retention pass, and check
+        that nothing is lost or left behind."""
+        self.queue_down = False
+        self.drain()
+        self.set_aside_undeliverable()
+        self.checker.every_202_ran(self.check())
+        self.run.stats.live.update(self.checker.live)
+        for job in sorted(self.checker.accepted_jobs):  # what a polling client reads now
+            self.observe("get", f"job={job[:8]}", self.call_http(
+                "get_job_status", get(f"{URL}/{job}", job_id=job)), job)
         self.check()
-        abandon = getattr(self.settings, "abandon_after", timedelta(days=1))
+        abandon = self.settings.abandon_after
         self.run.clock.jump(max(abandon, timedelta(days=7)) + timedelta(hours=1))
         self.run_timer({})
-        self.check()
-        rows = self.rows()
+        rows = self.check()
         self.checker.quiescent(rows)
-        # Retention may have been longer when a job finished: wait for the latest expiry.
+        # Retention may have been longer when a job finished: wait for the latest expiry,
+        # and for a key left by a purge cut short to be older than any live job's key.
         expiries = [r.expires_at for r in rows if r.expires_at is not None]
-        last = max(expiries, default=self.run.clock.now)
-        self.run.clock.jump(max(last - self.run.clock.now, timedelta(0)) + timedelta(minutes=1))
+        last = max(expiries, default=self.run.clock.now) - self.run.clock.now
+        keys_free = self.settings.retention + abandon + timedelta(days=7)
+        self.run.clock.jump(max(last, keys_free, timedelta(0)) + timedelta(minutes=1))
         self.run_timer({})
-        self.check()
-        left = [r for r in self.rows() if r.status in TERMINAL]
+        left = [r for r in self.check() if r.status in TERMINAL]
         if left:
             self.checker.violated("nothing_lost", f"{len(left)} finished jobs outlived "
                                     f"their retention: {[r.job_id for r in left]}")
+        keys = self.key_rows()
+        if keys:
+            self.checker.violated("keys_follow_jobs", f"{len(keys)} key rows outlived their "
+                                  f"jobs: {[k['job_id'] for k in keys]}")
 
     def cleanup(self) -> None:
         """Remove this example's rows, so the next example's purge scans only its own."""

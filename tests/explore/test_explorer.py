@@ -43,6 +43,7 @@ def test_explore_guarantees_hold_under_faults(explorer_run: machine.Run,
         conftest.SUMMARY.update(stats=explorer_run.stats, seed=seed,
                                 injected=explorer_run.transport.injected,
                                 uninjected=explorer_run.transport.uninjected,
+                                landed_late=explorer_run.transport.landed_late,
                                 seconds=time.monotonic() - started)
     stats = explorer_run.stats
     budget = settings.get_profile(conftest.PROFILE).max_examples

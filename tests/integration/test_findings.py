@@ -219,16 +219,17 @@ def test_finding_4_claim_applied_but_answered_500_counts_one_attempt(
     assert record["status"] == "completed" and record["attempts"] == 1
 
 
-def test_finding_5_replays_resend_at_most_once_per_interval(
+def test_finding_5_a_replay_queues_one_message_while_accepted_and_none_after(
     functions: Functions, table: TableClient, at: Callable[[float], None],
 ) -> None:
+    """At most one extra message per request a client sends, and none once the job runs."""
     at(0)
-    _, first = submit(functions, **keyed("k5"))
-    sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
-    assert [s for s in sent if s is not None] == [first.get()]
-    at(1)  # a day later, still accepted: one resend, then none again
-    sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(50)]
-    assert [s for s in sent if s is not None] == [first.get()]
+    response, first = submit(functions, **keyed("k5"))
+    sent = [submit(functions, **keyed("k5"))[1].get() for _ in range(5)]
+    assert sent == [first.get()] * 5
+    functions["process_job"](queue_message(first.get() or ""))
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+    assert [submit(functions, **keyed("k5"))[1].get() for _ in range(5)] == [None] * 5
 
 
 def test_finding_6_a_purged_job_is_never_rebuilt_from_its_leftover_key(
@@ -337,28 +338,16 @@ def test_a_submit_outrun_by_its_replay_worker_and_purge_never_revives_the_job(
     assert len(job_ids(table)) == 1
 
 
-def test_racing_replays_resend_once(
+def test_racing_replays_each_queue_the_message(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None],
 ) -> None:
-    at(0)
     _, first = submit(functions, **keyed("racing"))
     sent: list[str | None] = []
-    # P3 runs to its end just before P2 stamps the key: both decided a resend was due.
-    transport.add(on("PUT", "key"), "run",
+    # P3 runs to its end while P2 reads the job: each is answered 202, so each queued it.
+    transport.add(on("GET", "job"), "run",
                   hook=lambda: sent.append(submit(functions, **keyed("racing"))[1].get()))
     sent.append(submit(functions, **keyed("racing"))[1].get())
-    assert [s for s in sent if s is not None] == [first.get()]
-
-
-def test_a_resend_stamp_applied_but_answered_500_still_resends(
-    functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None],
-) -> None:
-    at(0)
-    _, first = submit(functions, **keyed("stamp"))
-    transport.add(on("PUT", "key"), "lose_answer")
-    assert submit(functions, **keyed("stamp"))[1].get() == first.get()
+    assert sent == [first.get(), first.get()]
 
 
 def test_a_first_key_insert_applied_but_answered_500_is_not_a_replay(
@@ -419,3 +408,229 @@ def test_a_key_write_whose_answer_was_lost_keeps_the_job_a_replay_answered_with(
     assert response_json(first)["job_id"] == job_id
     assert status(functions, job_id)[0] == 200 and job_ids(table) == [job_id]
     assert json.loads(out.get() or "")["job_id"] == job_id
+
+
+# --- liveness: every 202 runs ----------------------------------------------------------------
+# The host answers an HTTP function only after it flushed the function's output bindings, and a
+# flush that fails fails the invocation (500): Azure/azure-webjobs-sdk,
+# src/Microsoft.Azure.WebJobs.Host/Executors/FunctionExecutor.cs (ExecuteWithWatchersAsync runs
+# ProcessOutputParameters after the function returns) and Azure/azure-functions-host,
+# src/WebJobs.Script.WebHost/Middleware/FunctionInvocationMiddleware.cs (the response is written
+# after FunctionExecutionFeature.ExecuteAsync, i.e. JobHost.CallAsync, completed). So a 202 the
+# client sees means the message the function set was queued; a flush failure is a 500.
+
+
+def test_f1_a_replay_whose_flush_failed_is_made_good_by_the_next_replay(
+    functions: Functions, table: TableClient, at: Callable[[float], None],
+) -> None:
+    at(0)
+    response, first = submit(functions, **keyed("flush"))
+    # The queue is down: the host's flush of the first POST and of a replay both fail, so
+    # the client saw 500 twice and retries; the queue is back for the third request.
+    lost_replay = submit(functions, **keyed("flush"))[1]
+    assert lost_replay.get() == first.get()
+    at(1 / 86_400)  # one second later: well within any resend interval
+    again, out = submit(functions, **keyed("flush"))
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert out.get() == first.get()  # the 202 comes with the job's message
+    job_id = response_json(response)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    assert status(functions, job_id)[1]["status"] == "completed"
+
+
+def test_f1_a_table_error_during_a_replay_never_leaves_a_later_202_without_its_message(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    _, first = submit(functions, **keyed("table-error"))
+
+    def outage() -> None:  # any write this replay makes is applied and answered 500, and
+        # the key cannot be read back: the request answers 503
+        transport.add(on("PUT", "key"), "lose_answer")
+        transport.add(on("GET", "key"), "refuse", times=4)
+
+    transport.add(on("GET", "job"), "run", hook=outage)
+    answers = [submit(functions, **keyed("table-error")) for _ in range(3)]
+    told = [out.get() for response, out in answers if response.status_code == 202]
+    assert told and told == [first.get()] * len(told)
+
+
+def test_f1_every_202_of_an_accepted_job_queues_its_message_under_table_faults(
+    functions: Functions, table: TableClient, transport: ScriptedTransport,
+) -> None:
+    """Whatever a replay's storage requests meet, a 202 for an accepted job carries the
+    message and an error answer queues nothing."""
+    _, first = submit(functions, **keyed("faults"))
+    for method, row, action in [("GET", "key", "refuse"), ("GET", "job", "refuse"),
+                                ("GET", "key", "drop_answer"), ("GET", "job", "lose_answer")]:
+        transport.add(on(method, row), action, times=4)
+        response, out = submit(functions, **keyed("faults"))
+        assert (out.get() == first.get()) if response.status_code == 202 else out.get() is None
+
+
+# --- nothing a handler returns, raises or reports makes GET or DELETE answer 500 -------------
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+class _Opaque:
+    pass
+
+
+@pytest.mark.parametrize("result", [
+    pytest.param(_deep(300), id="nested-300"),
+    pytest.param(_deep(65), id="nested-past-the-limit"),
+    pytest.param({"text": "caf\udce9"}, id="lone-surrogate"),
+    pytest.param({"caf\udce9": 1}, id="lone-surrogate-key"),
+    pytest.param({"n": float("nan")}, id="nan"),
+    pytest.param({"n": float("inf")}, id="infinity"),
+    pytest.param({1: "x"}, id="int-key"),
+    pytest.param({"s": {1, 2}}, id="set"),
+    pytest.param({"o": _Opaque()}, id="object"),
+])
+def test_f2_a_result_no_answer_can_carry_fails_the_job_and_get_answers(
+    functions: Functions, table: TableClient, register: Register, result: Any,
+) -> None:
+    register("odd", lambda job, progress: result)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "odd"})
+    job_id = response_json(response)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    code, record = status(functions, job_id)
+    assert code == 200 and record["status"] == "failed"
+    assert record["error"]["code"] in ("result_not_storable", "invalid_result")
+    assert cancel(functions, job_id)[0] == 409
+
+
+def test_f2_a_result_at_the_depth_limit_is_stored_and_answered_as_returned(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    from jobs.serial import MAX_DEPTH
+
+    register("deep", lambda job, progress: _deep(MAX_DEPTH))
+    response, out = submit(functions, {**EXAMPLE, "job_type": "deep"})
+    functions["process_job"](queue_message(out.get() or ""))
+    code, record = status(functions, response_json(response)["job_id"])
+    assert code == 200 and record["status"] == "completed"
+    assert record["result"] == _deep(MAX_DEPTH)
+
+
+def test_f2_texts_a_handler_reports_or_raises_are_answered_with_lone_surrogates_replaced(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def odd_texts(job: JobMessage, progress: Any) -> dict[str, Any]:
+        progress(40, "reading caf\udce9.txt")
+        seen["running"] = status(functions, job.job_id)
+        seen["cancel"] = None
+        raise JobFailed("bad\udce9", "cannot read caf\udce9.txt" + "x" * 5_000)
+
+    register("odd-texts", odd_texts)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "odd-texts"})
+    job_id = response_json(response)["job_id"]
+    functions["process_job"](queue_message(out.get() or ""))
+    code, running = seen["running"]
+    assert code == 200 and running["progress"]["message"] == "reading caf\ufffd.txt"
+    code, record = status(functions, job_id)
+    assert code == 200 and record["error"]["code"] == "bad\ufffd"
+    assert record["error"]["message"].startswith("cannot read caf\ufffd.txt")
+    assert len(record["error"]["message"]) == 1024
+
+
+def test_f2_a_running_job_whose_progress_holds_a_lone_surrogate_is_cancelled_with_200(
+    functions: Functions, table: TableClient, register: Register,
+) -> None:
+    answers: list[tuple[int, Any]] = []
+
+    def cancelled_mid_run(job: JobMessage, progress: Any) -> dict[str, Any]:
+        progress(10, "\udc80" * 300)
+        answers.append(cancel(functions, job.job_id))
+        answers.append(cancel(functions, job.job_id))
+        return {"never": "stored"}
+
+    register("cancelled-mid-run", cancelled_mid_run)
+    _, out = submit(functions, {**EXAMPLE, "job_type": "cancelled-mid-run"})
+    functions["process_job"](queue_message(out.get() or ""))
+    assert [code for code, _ in answers] == [200, 200]
+    assert all(record["status"] == "cancelled" for _, record in answers)
+
+
+def test_f2_a_row_stored_before_results_were_checked_is_still_answered(
+    functions: Functions, table: TableClient,
+) -> None:
+    """A result written by an earlier version, nested past every limit: GET answers 200."""
+    response, _ = submit(functions)
+    job_id = response_json(response)["job_id"]
+    row = table.get_entity(job_id, "job")
+    row["status"] = "completed"
+    row["result"] = '{"a":' * 400 + '"caf\\udce9"' + "}" * 400
+    table.update_entity(row)
+    code, record = status(functions, job_id)
+    assert code == 200 and record["status"] == "completed"
+
+
+@pytest.mark.parametrize(("levels", "expected"), [(64, 202), (65, 400), (5_000, 400)])
+def test_f2_the_body_depth_limit_is_the_apps_own(
+    functions: Functions, table: TableClient, levels: int, expected: int,
+) -> None:
+    """The same answer on every Python version: the depth is counted before parsing (3.13's
+    json.loads accepts nesting that 3.11's refuses)."""
+    payload = b'{"a":' * (levels - 1) + b"1" + b"}" * (levels - 1)
+    body = b'{"job_type":"thumbnail","customer_id":"c","payload":' + payload + b"}"
+    response, out = submit(functions, body)
+    assert response.status_code == expected
+    assert (out.get() is not None) == (expected == 202)
+    assert len(job_ids(table)) == (1 if expected == 202 else 0)
+
+
+# --- the sweep never fails a job that is making progress --------------------------------------
+
+def test_f3_a_job_reporting_progress_within_the_smallest_window_is_never_swept(
+    functions: Functions, table: TableClient, register: Register,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    import function_app
+    from jobs.lifecycle import utcnow
+    from jobs.settings import MIN_ABANDON_HOURS, Settings
+
+    smallest = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                                  "JOB_ABANDON_AFTER_HOURS": str(MIN_ABANDON_HOURS)})
+    monkeypatch.setattr(function_app, "settings", dataclasses.replace(
+        function_app.settings, abandon_after=smallest.abandon_after))
+    start = utcnow()
+    now = [start]
+    monkeypatch.setattr(function_app, "clock", lambda: now[0])
+    window = smallest.abandon_after
+
+    def slow(job: JobMessage, progress: Any) -> dict[str, Any]:
+        for _ in range(3):  # each report just inside the window; the timer runs in between
+            now[0] += window - timedelta(seconds=1)
+            purge(functions)
+            progress(50, "still going")
+        return {"done": True}
+
+    register("slow", slow)
+    response, out = submit(functions, {**EXAMPLE, "job_type": "slow"})
+    functions["process_job"](queue_message(out.get() or ""))
+    assert status(functions, response_json(response)["job_id"])[1]["status"] == "completed"
+
+
+# --- the status URL is made before any write ---------------------------------------------------
+
+@pytest.mark.parametrize("host", ["[abcd]", "host:99999", "[::1"])
+def test_f4_a_request_no_status_url_can_be_made_for_is_400_and_stores_nothing(
+    functions: Functions, table: TableClient, host: str,
+) -> None:
+    from tests.support.functions import CapturingOut, post_json
+
+    out = CapturingOut()
+    request = post_json(f"http://{host}/api/jobs", EXAMPLE, headers={"Host": host})
+    response = functions["submit_job"](request, job_message=out)
+    assert response.status_code == 400
+    assert response_json(response)["detail"][0]["type"] == "invalid_host"
+    assert out.get() is None and rows(table) == []
