@@ -9,8 +9,7 @@ entity-group transaction as that change (one billed transaction). While a job ha
 its row is exactly as the submit wrote it: `accepted` has no transition to itself, so no
 write ever keeps a row accepted. That lets the worker claim a fresh job with no read: a
 transaction that starts the row and inserts the marker fails once the job has left
-`accepted`, whatever ETag anyone has seen. Purging a job deletes both rows in one
-transaction.
+`accepted`, whatever ETag anyone has seen. A purge deletes the job row, then its marker.
 """
 
 from __future__ import annotations
@@ -121,19 +120,18 @@ class JobStore:
         return None if entity is None else Versioned(from_entity(entity), _etag(entity))
 
     def delete(self, job_id: str, *, etag: str) -> bool:
-        """Delete a job's row as of `etag`, with its `left-accepted` row; False if it changed.
+        """Delete a job's row as of `etag`, then its `left-accepted` row; False if it changed.
 
-        A row written before jobs had the marker has none: then the row alone goes.
+        Two DELETEs, not one transaction: the SDK sends a DELETE again when its answer is
+        lost, never a transaction, so a purge finishes its delete within its own run. The job
+        row goes first, as a finished row without its marker could be claimed again; a
+        marker left by a cut-short run names an id no job will have again, and acts on
+        nothing.
         """
-        try:
-            self._transact([
-                ("delete", _keys(job_id, ROW_KEY), _on(etag)),
-                ("delete", _keys(job_id, LEFT_ACCEPTED_ROW_KEY), {}),
-            ])
-        except ResourceModifiedError:
+        if not self._delete(job_id, ROW_KEY, etag):
             return False
-        except ResourceNotFoundError:
-            return self._delete(job_id, ROW_KEY, etag)
+        with _storage_errors():
+            self._table.delete_entity(job_id, LEFT_ACCEPTED_ROW_KEY)
         return True
 
     def discard(self, job_id: str) -> None:
