@@ -80,13 +80,16 @@ def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest
     import dataclasses
 
     import function_app
-    from jobs import lifecycle, store, submission
+    from jobs import headers, lifecycle, store, submission
     transport = FaultyTransport(RequestsTransport())
     monkeypatch.setattr(store, "EXTRA_CLIENT_OPTIONS",
                         {"transport": transport, "retry_backoff_factor": 0})
     store.default_store.cache_clear()
+    # A job's id is a digest of its message, nonce and correlation id included: both drawn
+    # from counters, the same schedule makes the same ids on every replay.
     job_ids = machine.JobIds()
     monkeypatch.setattr(submission, "uuid", job_ids)
+    monkeypatch.setattr(headers, "uuid", job_ids)
     clock = Clock()
     monkeypatch.setattr(function_app, "clock", clock, raising=False)
     monkeypatch.setattr(lifecycle, "datetime", _clock_datetime(clock))

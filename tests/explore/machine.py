@@ -108,10 +108,11 @@ class Run:
 
 
 class JobIds:
-    """Stands in for `uuid` in jobs.submission: job ids in the order jobs are made.
+    """Stands in for `uuid` where the submit draws a job's nonce and correlation id.
 
-    Queries list rows by partition key, and a planned fault hits the n-th request; random
-    ids would order a purge's deletes differently on every replay of the same schedule.
+    A job's id is a digest of them. Queries list rows by partition key, and a planned fault
+    hits the n-th request; random ids would order a purge's deletes differently on every
+    replay of the same schedule.
     """
 
     def __init__(self) -> None:
