@@ -30,6 +30,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
@@ -67,22 +68,34 @@ def submit(
     no row behind; the caller sends the message only after the rows exist.
     """
     now = clock()
-    job = new_job_message(job_type=request.job_type, customer_id=request.customer_id,
-                          payload=request.payload, submitted_at=now,
-                          correlation_id=correlation_id, nonce=uuid.uuid4().hex)
+    job = _new_job(request, correlation_id=correlation_id, now=now)
     message = encode_message(job)
     if idempotency_key is None:
         record = _insert_job(store, job, key_row=None).record
         log.info("job accepted", extra=job_fields(record))
         return Submitted(record, message)
-    fresh = IdempotencyKey(row=idempotency_row(request.customer_id, idempotency_key),
-                           job_id=job.job_id, fingerprint=request_fingerprint(request),
-                           message=message, created_at=now)
-    for _ in range(MAX_ROUNDS):
+    key_row = idempotency_row(request.customer_id, idempotency_key)
+    fingerprint = request_fingerprint(request)
+    for round_ in range(MAX_ROUNDS):
+        if round_:
+            # A new id each round: a delete of the last round's row that lands late (a
+            # request held in the network) can never meet this round's row.
+            job = _new_job(request, correlation_id=correlation_id, now=now)
+            message = encode_message(job)
+        fresh = IdempotencyKey(row=key_row, job_id=job.job_id, fingerprint=fingerprint,
+                               message=message, created_at=now)
         submitted = _submit_keyed(store, job, fresh)
         if submitted is not None:
             return submitted
     raise StorageUnavailable("the Idempotency-Key row could not be settled; retry")
+
+
+def _new_job(request: JobSubmissionRequest, *, correlation_id: str, now: datetime
+             ) -> JobMessage:
+    """A new job's message: a fresh nonce, and the id its content names."""
+    return new_job_message(job_type=request.job_type, customer_id=request.customer_id,
+                           payload=request.payload, submitted_at=now,
+                           correlation_id=correlation_id, nonce=uuid.uuid4().hex)
 
 
 def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey

@@ -5,8 +5,9 @@ as the host calls them (tests/support/functions.py), against a real table on Azu
 faults come in below the app, at the azure-core transport (faults.py), planned by Hypothesis.
 The host's queues and clock are modelled (host.py). After every step the checker reads the
 table and compares it with everything clients were told (checker.py); `teardown` drives the
-example to quiescence (every message delivered or poisoned, the sweep run, retention passed)
-and checks again.
+example to quiescence: first every message delivered with the clock where it is, to check
+that every job told 202 ran (liveness), then the sweep and the retention passed, to check
+that nothing is lost or left behind. docs/guarantees.md lists what each check proves.
 """
 
 from __future__ import annotations

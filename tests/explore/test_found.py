@@ -76,3 +76,24 @@ def test_found_answered_job_deleted_by_the_request_that_made_it(
         state.guarantees_hold()
     finally:
         state.teardown()
+
+
+def test_found_a_late_delete_of_an_earlier_rounds_row_never_meets_the_told_job(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyed POST's key insert is refused; the request deletes its own row (its delete is
+    held in the network: request 4 lands late, after the SDK's resend applied it) and tries
+    again. The next round's row must carry a new id: with the same id, the late delete
+    landed on the told job's row (FOUND.md 3)."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        state.configure(max_dequeue_count=1, retention=timedelta(0),
+                        abandon_after=timedelta(minutes=3))
+        keys_0 = state.first_key()
+        state.guarantees_hold()
+        state.overlap(after=False, at=0, data=Draws(timedelta(0), "a"), first="submit",
+                      job=None, key=keys_0, plan={2: "refused", 4: "late"}, script=[],
+                      second="purge")
+        state.guarantees_hold()
+    finally:
+        state.teardown()
