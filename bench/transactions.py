@@ -50,7 +50,7 @@ def table_operation(method: str, url: str, headers: Any) -> str:
     if resource == "Tables":
         return "create table" if method == "POST" else "list tables"
     if method == "POST":
-        return "insert"
+        return "transaction" if resource == "$batch" else "insert"
     if method == "GET":
         return "read" if "PartitionKey=" in resource else "query"
     conditional = headers.get("If-Match", "*") != "*"
