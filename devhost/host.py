@@ -40,6 +40,7 @@ from devhost.settings import (
     load_host_json,
     local_http_port,
     message_lease_seconds,
+    request_body_limit,
     queue_options,
     route_prefix,
     storage_connection,
@@ -165,7 +166,8 @@ def build_host(app: func.FunctionRegister, options: HostOptions, *,
     router = Router(http_routes(specs, prefix))
     admin = AdminEndpoints([s for s in specs if s.trigger.type != "httpTrigger"], invoker)
     port = options.port if options.port is not None else local_http_port(local_settings)
-    server = _bind(HttpFrontDoor(router, invoker, admin), options.address, port or DEFAULT_PORT)
+    server = _bind(HttpFrontDoor(router, invoker, admin), options.address, port or DEFAULT_PORT,
+                   request_body_limit(environ))
     return FunctionsHost(specs=specs, server=server, workers=workers, stopping=stopping,
                          prefix=prefix, pool=pool, watcher=watcher, admin=admin)
 
@@ -222,8 +224,9 @@ def _check_connections(spec: FunctionSpec, environ: Mapping[str, str]) -> None:
             storage_connection(binding.get("connection"), environ)
 
 
-def _bind(front_door: HttpFrontDoor, address: str, port: int) -> HttpServer:
+def _bind(front_door: HttpFrontDoor, address: str, port: int, max_body_bytes: int
+          ) -> HttpServer:
     try:
-        return make_server(front_door, host=address, port=port)
+        return make_server(front_door, host=address, port=port, max_body_bytes=max_body_bytes)
     except OSError as e:
         raise HostError(f"cannot listen on {address}:{port}: {e.strerror or e}") from e

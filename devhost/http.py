@@ -153,6 +153,10 @@ def to_reply(result: Any, *, function: str) -> Reply:
     return Reply(int(result.status_code), headers, result.get_body() or b"")
 
 
+class BodyTooLarge(ValueError):
+    """The request's body is larger than the host takes."""
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """Adapter from `http.server` to `HttpFrontDoor`; one instance per connection."""
 
@@ -161,6 +165,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     timeout = 60  # seconds a client may take to send its request
     front_door: HttpFrontDoor  # set on the subclass made by `make_server`
+    max_body_bytes: int  # likewise
     # Also the phrases of the errors http.server answers itself (send_error): the host's.
     responses = {status: (phrase, phrase) for status, phrase in REASON_PHRASES.items()}
 
@@ -168,6 +173,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         """Read the request, let the front door answer it, write the reply."""
         try:
             body = self._read_body()
+        except BodyTooLarge:
+            # Kestrel answers 413 once a body passes MaxRequestBodySize, which the host sets
+            # from FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the rest is never read.
+            self.close_connection = True
+            self._write(Reply(413))
+            return
         except ValueError:
             self._write(Reply(400))
             return
@@ -192,11 +203,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0:
             raise ValueError("negative Content-Length")
+        if length > self.max_body_bytes:
+            raise BodyTooLarge(length)
         return self.rfile.read(length) if length else b""
 
     def _read_chunks(self) -> bytes:
         chunks = []
+        total = 0
         while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            total += size
+            if total > self.max_body_bytes:
+                raise BodyTooLarge(total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
         while self.rfile.readline().strip():
@@ -239,7 +256,9 @@ class HttpServer(ThreadingHTTPServer):
             logger.exception("Serving a request from %s failed", client_address)
 
 
-def make_server(front_door: HttpFrontDoor, *, host: str, port: int) -> HttpServer:
+def make_server(front_door: HttpFrontDoor, *, host: str, port: int,
+                max_body_bytes: int) -> HttpServer:
     """Bind the HTTP server; it serves once `serve_forever` runs."""
-    handler = type("BoundRequestHandler", (RequestHandler,), {"front_door": front_door})
+    handler = type("BoundRequestHandler", (RequestHandler,),
+                   {"front_door": front_door, "max_body_bytes": max_body_bytes})
     return HttpServer((host, port), handler)

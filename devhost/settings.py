@@ -40,6 +40,10 @@ DEVELOPMENT_STORAGE = (
 HOST_SETTINGS_PREFIX = "AzureFunctionsJobHost__"
 THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 PROCESS_COUNT_SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
+BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+#: The host's request body limit unless the app setting above changes it: 100 MB (Azure
+#: Functions app settings reference, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+DEFAULT_BODY_LIMIT = 104_857_600
 
 _SETTING_EXPR = re.compile(r"%([^%\s]+)%")
 # .NET TimeSpan text as host.json uses it: [d.]hh:mm[:ss[.fffffff]]
@@ -281,6 +285,17 @@ def worker_process_count(environ: Mapping[str, str]) -> int:
     raw = environ.get(PROCESS_COUNT_SETTING, "").strip() or "1"
     if not raw.isdigit() or not 1 <= int(raw) <= 10:
         raise SettingsError(f"{PROCESS_COUNT_SETTING}={raw!r} must be a whole number in 1..10")
+    return int(raw)
+
+
+def request_body_limit(environ: Mapping[str, str]) -> int:
+    """The largest request body the host takes, in bytes: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT
+    or its default; a larger one is answered 413 before it is read."""
+    raw = environ.get(BODY_LIMIT_SETTING, "").strip()
+    if not raw:
+        return DEFAULT_BODY_LIMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{BODY_LIMIT_SETTING}={raw!r} must be a whole number of bytes")
     return int(raw)
 
 

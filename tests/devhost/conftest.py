@@ -94,6 +94,10 @@ class HostFactory:
                 host.process.cleanup()
 
 
+# The shared HTTP host's request body limit: small, so a test can pass it cheaply.
+HTTP_BODY_LIMIT = 1024
+
+
 @pytest.fixture
 def start_host(storage_connection: str, tmp_path: Path) -> Iterator[HostFactory]:
     """A factory: `start_host(settings=..., env=..., host_json=...)` runs the sample app."""
@@ -109,7 +113,8 @@ def http_host(storage_connection: str, tmp_path_factory: pytest.TempPathFactory
     factory = HostFactory(storage_connection, tmp_path_factory.mktemp("http-host"))
     yield factory(settings={"BOTH_PLACES": "from-local-settings",
                             "ONLY_LOCAL": "from-local-settings"},
-                  env={"BOTH_PLACES": "from-environment"})
+                  env={"BOTH_PLACES": "from-environment",
+                       "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(HTTP_BODY_LIMIT)})
     factory.stop_all()
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.devhost.conftest import SampleHost, collect
+from tests.devhost.conftest import HTTP_BODY_LIMIT, SampleHost, collect
 
 pytestmark = pytest.mark.e2e
 
@@ -119,6 +119,23 @@ def test_http_chunked_body_without_content_length_reaches_the_function_empty(
                        b"5\r\nhello\r\n0\r\n\r\n")
     assert raw.startswith(b"HTTP/1.0 200")
     assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["body"] == ""
+
+
+def test_http_body_over_the_limit_is_413_before_it_is_read(http_host: SampleHost) -> None:
+    # Kestrel's MaxRequestBodySize, which the host sets from FUNCTIONS_REQUEST_BODY_SIZE_LIMIT
+    # (100 MB by default): a larger declared length is answered 413 with nothing read, so a
+    # huge Content-Length costs no memory.
+    raw = _raw_request(http_host, b"POST /api/echo/bob HTTP/1.1\r\nHost: h\r\n"
+                       b"Content-Length: 999999999999999\r\nConnection: close\r\n\r\nabc")
+    assert raw.startswith(b"HTTP/1.0 413 Payload Too Large")
+    chunked = _raw_request(http_host, b"POST /api/echo/bob HTTP/1.1\r\nHost: h\r\n"
+                           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                           + (b"200\r\n" + b"x" * 0x200 + b"\r\n") * 3 + b"0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.0 413")
+    at_limit = requests.post(f"{http_host.url}/echo/bob", data=b"x" * HTTP_BODY_LIMIT,
+                             timeout=10)
+    assert at_limit.status_code == 200
+    assert len(at_limit.json()["body"]) == HTTP_BODY_LIMIT
 
 
 def test_http_url_keeps_encoded_slash_and_decodes_the_rest(http_host: SampleHost) -> None:

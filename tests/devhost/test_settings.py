@@ -18,6 +18,7 @@ from devhost.settings import (
     load_host_json,
     local_http_port,
     message_lease_seconds,
+    request_body_limit,
     parse_timespan,
     queue_options,
     resolve_expression,
@@ -207,3 +208,12 @@ def test_message_lease_seconds_comes_from_the_environment() -> None:
     assert message_lease_seconds({"DEVHOST_MESSAGE_LEASE_SECONDS": "3"}) == 3.0
     with pytest.raises(SettingsError):
         message_lease_seconds({"DEVHOST_MESSAGE_LEASE_SECONDS": "soon"})
+
+
+def test_request_body_limit_is_the_hosts_100_mb_unless_set() -> None:
+    # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (Azure Functions app settings reference), in bytes.
+    assert request_body_limit({}) == 104_857_600
+    assert request_body_limit({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "4096"}) == 4096
+    for bad in ("0", "-1", "1e6", "lots"):
+        with pytest.raises(SettingsError):
+            request_body_limit({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": bad})
