@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from email.utils import format_datetime
 from functools import cache, wraps
@@ -286,12 +287,18 @@ def api_base_url(request_url: str) -> str:
     or port (`[abcd]`, `host:99999`, spaces).
     """
     parts = urlsplit(request_url)
-    host, _ = parts.hostname, parts.port  # both raise ValueError for a malformed netloc
-    if parts.scheme not in ("http", "https") or not host or any(
-            c.isspace() or c in "/\\?#@" for c in parts.netloc):
+    _ = parts.port  # raises ValueError for a port out of range
+    # Only what a URL's authority may hold, ASCII: the name is echoed into Location and
+    # status_url, so quotes, angle brackets, spaces or non-ASCII there would be echoed too.
+    if parts.scheme not in ("http", "https") or not _AUTHORITY.fullmatch(parts.netloc):
         raise ValueError(f"no URL can be made from {request_url!r}")
     path = parts.path.rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{path.removesuffix('/' + JOBS_ROUTE)}"
+
+
+# A host name (letters, digits, '.', '-', '_'), an IPv4 address or a bracketed IPv6 address,
+# and an optional port.
+_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
 
 
 def job_url(base_url: str, job_id: str) -> str:

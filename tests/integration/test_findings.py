@@ -619,7 +619,9 @@ def test_f3_a_job_reporting_progress_within_the_smallest_window_is_never_swept(
 
 # --- the status URL is made before any write ---------------------------------------------------
 
-@pytest.mark.parametrize("host", ["[abcd]", "host:99999", "[::1"])
+@pytest.mark.parametrize("host", ["[abcd]", "host:99999", "[::1", 'jobs"x.example',
+                                  "jobs.example<b>", "jöbs.example", "jobs.example:8o",
+                                  "user@jobs.example", ""])
 def test_f4_a_request_no_status_url_can_be_made_for_is_400_and_stores_nothing(
     functions: Functions, table: TableClient, host: str,
 ) -> None:
