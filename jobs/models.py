@@ -137,9 +137,9 @@ class JobSubmissionRequest(BaseModel):
         max_length=128,
         pattern=r"^[^/\\#?\x00-\x1f\x7f-\x9f]+$",
         description="1-128 characters: none of / \\ # ? or control characters, no invisible, "
-        "bidirectional-control, private-use or surrogate characters (Unicode categories Cf, "
-        "Zl, Zp, Co, Cs), in NFKC form (no look-alikes such as fullwidth letters), no "
-        "whitespace at either end, and letters of one script (Latin may join Han with "
+        "bidirectional-control, private-use, surrogate or unassigned code points (Unicode "
+        "categories Cf, Zl, Zp, Co, Cs, Cn), in NFKC form (no look-alikes such as fullwidth "
+        "letters), no whitespace at either end, and letters of one script (Latin may join Han with "
         "Hiragana and Katakana, Han with Bopomofo, or Han with Hangul): `сust-123` with a "
         "Cyrillic `с` is refused.",
         examples=["cust-123"],
@@ -164,6 +164,8 @@ class JobSubmissionRequest(BaseModel):
     def _customer_id_text(cls, value: str) -> str:
         # Each of these would let one customer be stored under several ids that look the same.
         refused = next((c for c in value if unicodedata.category(c) in REFUSED_CATEGORIES), None)
+        if refused is not None and unicodedata.category(refused) == "Cn":
+            raise ValueError(f"customer_id must not contain U+{ord(refused):04X}: {UNASSIGNED}")
         if refused is not None:
             raise ValueError(f"customer_id must not contain U+{ord(refused):04X} (Unicode "
                              f"category {unicodedata.category(refused)}): invisible, "
@@ -181,7 +183,8 @@ class JobSubmissionRequest(BaseModel):
     @classmethod
     def _plain_json(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            text.encode()
         except ValueError as e:  # UnicodeEncodeError is one too
             raise ValueError("payload must be plain JSON: NaN, Infinity and unpaired "
                              "surrogates (\\ud800) are not allowed") from e
@@ -189,8 +192,10 @@ class JobSubmissionRequest(BaseModel):
         model = payload_model(info.data.get("job_type", ""))
         if model is None:
             return value
+        # Strict, as JSON: "10", 10.0 or true is no int, though a date or URL may be a string.
         # A ValidationError raised here keeps its field's place: ["payload", "width"].
-        typed: dict[str, Any] = model.model_validate(value).model_dump(mode="json")
+        typed: dict[str, Any] = model.model_validate_json(text, strict=True).model_dump(
+            mode="json")
         return typed
 
 
@@ -207,8 +212,11 @@ def _document_job_types(schema: dict[str, Any]) -> None:
 
 
 #: Unicode categories a customer_id may not hold: format characters (Cf: zero-width,
-#: bidirectional controls, the BOM), line and paragraph separators, private use, surrogates.
-REFUSED_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cs"})
+#: bidirectional controls, the BOM), line and paragraph separators, private use, surrogates,
+#: and unassigned code points (Cn, noncharacters among them): a later Unicode version may give
+#: one a look-alike or an NFKC form, as this Python's version knows them.
+REFUSED_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
+UNASSIGNED = "a code point Unicode has not assigned"
 #: Scripts that may share one customer_id: Unicode TS #39's "Highly Restrictive" level
 #: (section 5.2), where Latin may join the scripts a Chinese, Japanese or Korean name uses.
 SCRIPT_SETS = (frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
@@ -264,9 +272,19 @@ def customer_id_pattern() -> str:
 
 def _refused_alone(char: str) -> bool:
     category = unicodedata.category(char)
+    if category == "Cn":
+        # Which code points are unassigned differs by Unicode version, so the pattern, read
+        # by other regex engines, names only the noncharacters, which never change.
+        return is_noncharacter(char)
     if char in "/\\#?" or category == "Cc" or category in REFUSED_CATEGORIES:
         return True
-    return category != "Cn" and unicodedata.normalize("NFKC", char) != char
+    return unicodedata.normalize("NFKC", char) != char
+
+
+def is_noncharacter(char: str) -> bool:
+    """Whether `char` is one of Unicode's 66 noncharacters (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF)."""
+    cp = ord(char)
+    return 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE
 
 
 def _class_char(cp: int) -> str:

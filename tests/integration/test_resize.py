@@ -40,6 +40,10 @@ def test_resize_completes_with_its_result_and_last_progress(
 @pytest.mark.parametrize(("payload", "loc"), [
     pytest.param({"width": 0}, ["body", "payload", "width"], id="width-zero"),
     pytest.param({"width": "wide"}, ["body", "payload", "width"], id="width-not-int"),
+    # Strict as JSON: no string, float or boolean passes for an int.
+    pytest.param({"width": "10"}, ["body", "payload", "width"], id="width-numeric-string"),
+    pytest.param({"width": 10.0}, ["body", "payload", "width"], id="width-float"),
+    pytest.param({"width": True}, ["body", "payload", "width"], id="width-true"),
     pytest.param({"format": "gif"}, ["body", "payload", "format"], id="unknown-format"),
     pytest.param({"colour": "red"}, ["body", "payload", "colour"], id="unknown-field"),
 ])
