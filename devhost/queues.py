@@ -39,12 +39,12 @@ from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost.catalog import Binding, FunctionSpec
-from devhost.connection import StorageConnection
 from devhost.errors import MessageDecodeError
 from devhost.invocation import InvocationFailed, Invoker
 from devhost.settings import QueueOptions, storage_connection
 from devhost.storage import QueueStore, decode_message, encode_message
 from devhost.worker import queue_output_bodies
+from storage_connection import StorageConnection
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devhost.connection import StorageConnection, read_connection
 from devhost.errors import SettingsError
+from storage_connection import MissingSetting, StorageConnection, read_connection
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 DEFAULT_ROUTE_PREFIX = "api"
@@ -175,9 +175,13 @@ def storage_connection(setting: str | None, environ: Mapping[str, str]) -> Stora
     A connection string when one is set; otherwise the identity-based settings
     (`<name>__accountName` or `<name>__queueServiceUri`, ...), read as the host reads them.
     """
-    connection = read_connection(environ, setting or DEFAULT_CONNECTION)
-    if connection.connection_string is None:
-        return connection
+    try:
+        connection = read_connection(environ, setting or DEFAULT_CONNECTION)
+        if connection.connection_string is None:
+            connection.service_uri("queue")  # the only service the local host's bindings use
+            return connection
+    except MissingSetting as e:
+        raise SettingsError(str(e)) from e
     return StorageConnection(
         connection_string=expand_development_storage(connection.connection_string))
 

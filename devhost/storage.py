@@ -13,8 +13,8 @@ import threading
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient
 
-from devhost.connection import StorageConnection, service_client
 from devhost.errors import MessageDecodeError
+from storage_connection import StorageConnection, service_client
 
 
 class QueueStore:

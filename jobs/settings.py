@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from jobs.connection import MissingSetting, StorageConnection, read_connection
+from storage_connection import MissingSetting, StorageConnection, read_connection
 
 __all__ = ["InvalidSetting", "MissingSetting", "Settings", "get_settings"]
 

@@ -39,10 +39,10 @@ from azure.data.tables import (
 )
 
 from jobs import serial
-from jobs.connection import StorageConnection, service_client
 from jobs.errors import JobNotFound, RowRejected, StorageUnavailable
 from jobs.models import Claim, JobError, JobRecord, JobStatus, Progress
 from jobs.settings import get_settings
+from storage_connection import StorageConnection, service_client
 
 log = logging.getLogger(__name__)
 ROW_KEY = "job"

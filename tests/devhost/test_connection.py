@@ -1,4 +1,6 @@
-"""The local host's own reader of storage connections, and its independence from the app."""
+"""The local host's storage connections, read by the reader it shares with the app
+(storage_connection.py, tested in tests/unit/test_connection.py), and its independence from
+the app."""
 
 from __future__ import annotations
 
@@ -8,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from devhost.connection import StorageConnection, read_connection, token_credential
 from devhost.errors import SettingsError
 from devhost.settings import DEVELOPMENT_STORAGE, storage_connection
+from storage_connection import StorageConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVHOST = ROOT / "devhost"
@@ -30,7 +31,8 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(DEVHOST.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*sorted(DEVHOST.glob("*.py")), ROOT / "storage_connection.py"],
+                         ids=lambda p: p.name)
 def test_devhost_module_imports_nothing_from_the_app(path: Path) -> None:
     app_modules = {"jobs", "function_app", "api_docs"}
     found = {name for name in _imported_modules(path) if name.split(".")[0] in app_modules}
@@ -61,30 +63,9 @@ def test_development_storage_expands_to_azurite() -> None:
     assert connection.connection_string == DEVELOPMENT_STORAGE
 
 
-def test_account_name_wins_for_queue_and_blob_but_table_service_uri_wins_for_table() -> None:
-    # Queue and blob: StorageClientProvider.TryGetServiceUri reads accountName first
-    # (azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.Storage.Common). Table: the host's
-    # StorageServiceUriOptions.GetTableServiceUri honours TableServiceUri first
-    # (azure-functions-host, src/WebJobs.Script/StorageProvider/StorageServiceUriOptions.cs).
-    connection = read_connection({
-        "AzureWebJobsStorage__accountName": "acct",
-        "AzureWebJobsStorage__queueServiceUri": "https://q.example",
-        "AzureWebJobsStorage__blobServiceUri": "https://b.example",
-        "AzureWebJobsStorage__tableServiceUri": "https://t.example/",
-    })
-    assert connection.service_uri("queue") == "https://acct.queue.core.windows.net"
-    assert connection.service_uri("blob") == "https://acct.blob.core.windows.net"
-    assert connection.service_uri("table") == "https://t.example"
-
-
-def test_service_uris_alone_and_names_ignoring_case() -> None:
-    connection = read_connection({"AZUREWEBJOBSSTORAGE__QUEUESERVICEURI": "https://q.example/",
-                                  "AzureWebJobsStorage__credential": "managedidentity",
-                                  "AzureWebJobsStorage__clientId": "cid"})
-    assert connection.service_uri("queue") == "https://q.example"
-    assert (connection.credential, connection.client_id) == ("managedidentity", "cid")
-    with pytest.raises(SettingsError, match="blobServiceUri"):
-        connection.service_uri("blob")
+def test_identity_connection_without_a_queue_uri_stops_start_up() -> None:
+    with pytest.raises(SettingsError, match="queueServiceUri"):
+        storage_connection(None, {"AzureWebJobsStorage__tableServiceUri": "https://t.example"})
 
 
 def test_prefixed_name_is_looked_up_first_and_a_missing_one_names_both_forms() -> None:
@@ -94,11 +75,3 @@ def test_prefixed_name_is_looked_up_first_and_a_missing_one_names_both_forms() -
         storage_connection("OtherStorage", {"OtherStorage__credential": "managedidentity"})
     assert "connection string" in str(raised.value)
     assert "OtherStorage__accountName" in str(raised.value)
-
-
-def test_credential_is_managed_identity_only_when_asked() -> None:
-    asked = StorageConnection(service_uris=(("queue", "https://q"),),
-                              credential="ManagedIdentity", client_id="cid")
-    assert isinstance(token_credential(asked), ManagedIdentityCredential)
-    assert isinstance(token_credential(StorageConnection(service_uris=(("queue", "https://q"),))),
-                      DefaultAzureCredential)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from jobs.connection import MissingSetting, StorageConnection, read_connection, token_credential
 from jobs.settings import Settings
+from storage_connection import MissingSetting, StorageConnection, read_connection, token_credential
 
 ROOT = Path(__file__).resolve().parents[2]
 CONN = "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=example.net"

@@ -27,7 +27,7 @@ def test_package_holds_the_app_and_leaves_out_what_funcignore_names(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     names = set(zipfile.ZipFile(out).namelist())
     assert {"host.json", "function_app.py", "requirements.txt", "api_docs.py",
-            "jobs/__init__.py", "jobs/worker.py"} <= names
+            "storage_connection.py", "jobs/__init__.py", "jobs/worker.py"} <= names
     tops = {name.split("/")[0] for name in names}
     assert tops.isdisjoint({"tests", "devhost", "docs", "bench", "scripts", ".venv",
                             "node_modules", "local.settings.json", ".git", "build"})

@@ -1,20 +1,16 @@
-"""The storage connection a binding's `connection` setting names, read by the host's own rules.
+"""The storage connection an app setting names, read by the Functions host's rules.
 
-The local host loads any app, so it keeps its own reader and imports nothing from the app.
-A connection is a connection string (the setting's own value) or identity-based: the
-`<name>__accountName` setting, or `<name>__<service>ServiceUri` per service, with
+One reader for both the app (jobs/) and the local host (devhost/): it imports neither, so the
+host still loads any app, and the two cannot drift apart.
+
+A connection is either a connection string (the setting's own value) or identity-based: the
+`<name>__accountName` setting, or one `<name>__<service>ServiceUri` per service, with
 `<name>__credential=managedidentity` and `<name>__clientId` for a user-assigned identity.
-
-Where the real host takes each service's address from (a connection string always wins):
-- blob and queue: the extension's `StorageClientProvider.TryGetServiceUri` reads `accountName`
-  first, then `<service>ServiceUri` (Azure/azure-sdk-for-net,
-  sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/StorageClientProvider.cs).
-- table: the host's `TableServiceClientProvider` asks `StorageServiceUriOptions.GetTableServiceUri`,
-  which honours `tableServiceUri` over `accountName` (Azure/azure-functions-host,
-  src/WebJobs.Script/StorageProvider/TableServiceClientProvider.cs and StorageServiceUriOptions.cs).
-The credential is chosen as `ClientFactory.CreateCredential` chooses it (Azure/azure-sdk-for-net,
-sdk/extensions/Microsoft.Extensions.Azure/src/Internal/ClientFactory.cs): `managedidentity` gives
-a ManagedIdentityCredential with the client id, anything else DefaultAzureCredential.
+A connection string always wins. For blob and queue the account name wins over the service's
+own URI, as in the extension's `StorageClientProvider.TryGetServiceUri` (Azure/azure-sdk-for-net,
+sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/StorageClientProvider.cs).
+For table the service's own URI wins, as in the host's `StorageServiceUriOptions.GetTableServiceUri`
+(Azure/azure-functions-host, src/WebJobs.Script/StorageProvider/StorageServiceUriOptions.cs).
 """
 
 from __future__ import annotations
@@ -24,9 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-from devhost.errors import SettingsError
 
 Service = Literal["blob", "queue", "table"]
 SERVICES: tuple[Service, ...] = ("blob", "queue", "table")
@@ -35,6 +28,10 @@ ENDPOINT_SUFFIX = "core.windows.net"
 MANAGED_IDENTITY = "managedidentity"
 #: Services whose `<service>ServiceUri` the host honours over `accountName`.
 SERVICE_URI_FIRST: frozenset[Service] = frozenset({"table"})
+
+
+class MissingSetting(RuntimeError):
+    """A required app setting is not set."""
 
 
 class _ServiceClient(Protocol):
@@ -60,22 +57,30 @@ class StorageConnection:
     #: The client id of a user-assigned managed identity.
     client_id: str | None = None
 
+    @property
+    def keyless(self) -> bool:
+        """Whether this connection signs in with Microsoft Entra ID rather than a string."""
+        return self.connection_string is None
+
     def service_uri(self, service: Service) -> str:
-        """The URI of `service`; SettingsError if this connection does not name one."""
+        """The URI of `service`; MissingSetting if this connection does not name one."""
         for name, uri in self.service_uris:
             if name == service:
                 return uri
-        raise SettingsError(f"the storage connection has no {service} service URI: set "
-                            f"__accountName or __{service}ServiceUri")
+        raise MissingSetting(f"the storage connection has no {service} service URI: set "
+                             f"__accountName or __{service}ServiceUri")
 
 
 def read_connection(env: Mapping[str, str], name: str = DEFAULT_CONNECTION) -> StorageConnection:
-    """Read connection `name`; `AzureWebJobs<name>` is looked up first, then `<name>`."""
+    """Read connection `name` from `env`; MissingSetting, naming both forms, if it has neither.
+
+    Like the host, `AzureWebJobs<name>` is looked up first and then `<name>`.
+    """
     for candidate in (f"AzureWebJobs{name}", name):
         found = _read(env, candidate)
         if found is not None:
             return found
-    raise SettingsError(
+    raise MissingSetting(
         f"storage connection {name!r} is not set: set {name} to a connection string, or "
         f"{name}__accountName (or {name}__blobServiceUri, __queueServiceUri and "
         f"__tableServiceUri) for an identity-based connection, with "
@@ -83,7 +88,13 @@ def read_connection(env: Mapping[str, str], name: str = DEFAULT_CONNECTION) -> S
 
 
 def token_credential(connection: StorageConnection) -> TokenCredential:
-    """The credential an identity-based connection signs in with."""
+    """The credential an identity-based connection signs in with, as the host chooses it
+    (`ClientFactory.CreateCredential`, Azure/azure-sdk-for-net,
+    sdk/extensions/Microsoft.Extensions.Azure/src/Internal/ClientFactory.cs)."""
+    # Imported here: azure.identity is a third of the app's import time, and only an
+    # identity-based connection needs it.
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
     if (connection.credential or "").lower() == MANAGED_IDENTITY:
         return ManagedIdentityCredential(client_id=connection.client_id)
     if connection.client_id:
@@ -94,7 +105,7 @@ def token_credential(connection: StorageConnection) -> TokenCredential:
 def service_client(
     factory: type[ClientT], connection: StorageConnection, service: Service, **options: Any
 ) -> ClientT:
-    """A `QueueServiceClient`, `TableServiceClient`, ... for `service` on `connection`."""
+    """A `TableServiceClient`, `QueueServiceClient`, ... for `service` on `connection`."""
     if connection.connection_string is not None:
         client: ClientT = factory.from_connection_string(connection.connection_string, **options)
         return client
@@ -107,6 +118,8 @@ def _read(env: Mapping[str, str], name: str) -> StorageConnection | None:
     if value:
         return StorageConnection(connection_string=value)
     section = _section(env, name)
+    if not section:
+        return None
     uris = tuple((s, uri) for s in SERVICES if (uri := _service_uri(section, s)) is not None)
     if not uris:
         return None
