@@ -37,9 +37,10 @@ def cancel(store: JobStore, job_id: str, *, settings: Settings, clock: Clock = u
 
     def decide(record: JobRecord) -> JobRecord:
         nonlocal changed
-        changed = record.status is not JobStatus.CANCELLED
-        if not changed:
+        changed = False
+        if record.status is JobStatus.CANCELLED:
             return record
+        changed = True
         return lifecycle.cancel(record, now=clock(), retention=settings.retention)
 
     parent, links = telemetry.joined(found.record, invocation)
