@@ -36,7 +36,7 @@ from tests.support.functions import (
     queue_message,
     response_json,
 )
-from tests.support.jobs_api import EXAMPLE, URL, Functions
+from tests.support.jobs_api import EXAMPLE, URL, Functions, status
 from tests.support.telemetry import Recorded, readers
 
 Register = Callable[..., None]
@@ -368,6 +368,9 @@ def test_telemetry_sweep_and_purge_join_each_job_trace(
     assert set(purges) == {completed_id}  # the swept job expires a retention later
     assert parent_of(purges[completed_id]) == own(sends[completed_id])
     assert (purges[completed_id].attributes or {})["job.purged"] is True
+    # Measured after the sweep: the job it failed no longer waits.
+    [age] = recorded.metrics()["jobs.accepted.oldest_age"]
+    assert age.value == 0.0
     assert recorded.total("jobs.swept", from_status="accepted") == 1
     assert recorded.total("jobs.purged") == 1
     assert recorded.total("jobs.finished", **{"job.status": "failed",
@@ -392,8 +395,9 @@ def test_telemetry_metrics_after_a_known_set_of_jobs(
     host.post({**EXAMPLE, "job_type": "refuses"})
     cancelled, _, _ = host.post()
     host.cancel(cancelled)
-    host.post()  # left accepted: the oldest waiting job
-    now[0] = start + timedelta(seconds=2.5)
+    now[0] = start + timedelta(seconds=10)
+    host.post()  # left accepted: the oldest job waiting, younger than the finished ones
+    now[0] = start + timedelta(seconds=12.5)
     for _ in range(5):  # the first job, its resent copy, the second, the refused, the cancelled
         host.deliver()
     host.functions["process_job"](queue_message("not a job message"))
@@ -420,12 +424,12 @@ def test_telemetry_metrics_after_a_known_set_of_jobs(
     assert recorded.total("jobs.messages.dropped") == 2
     waits = {p.attributes["job.type"]: (p.count, p.total)
              for p in recorded.metrics()["jobs.queue.wait"]}
-    assert waits == {"thumbnail": (2, 5.0), "refuses": (1, 2.5)}
+    assert waits == {"thumbnail": (2, 25.0), "refuses": (1, 12.5)}
     runs = {(p.attributes["job.type"], p.attributes["job.status"]): p.count
             for p in recorded.metrics()["jobs.run.duration"]}
     assert runs == {("thumbnail", "completed"): 2, ("refuses", "failed"): 1}
     [age] = recorded.metrics()["jobs.accepted.oldest_age"]
-    assert age.value == 90.0
+    assert age.value == 80.0
     assert "jobs.swept" not in recorded.metrics() and "jobs.purged" not in recorded.metrics()
     assert all("customer" not in name for points in recorded.metrics().values()
                for p in points for name in p.attributes)
@@ -452,6 +456,8 @@ def test_telemetry_rows_and_messages_from_before_trace_context_still_work(
     assert links(process) == []
     assert (process.attributes or {})["job.status"] == "completed"
     assert "traceparent" not in table.get_entity(job_id, "job")
+    code, view = status(host.functions, job_id)  # the row is read, not only written
+    assert (code, view["status"]) == (200, "completed")
 
 
 def test_telemetry_a_changed_traceparent_never_reaches_the_row(
