@@ -72,11 +72,11 @@ FULL = Plan(samples=200, warmup=20, naive_samples=150, transaction_batch=16,
             queue_variants=((20.0, 10, 8, 2), (5.0, 6, 4, 2)),
             thread_time_samples=40, io_jobs=160, io_threads=(6, 24),
             pool_threads=(6, 10, 16, 24), pool_calls=1000, cold_starts=5, idle_jobs=10,
-            idle_gap_seconds=3.0, telemetry_jobs=200, telemetry_rounds=4)
+            idle_gap_seconds=3.0, telemetry_jobs=50, telemetry_rounds=12)
 QUICK = Plan(samples=10, warmup=2, naive_samples=6, transaction_batch=16, delays_ms=(5.0,),
              threads=(6,), latency_jobs=30, queue_variants=(), thread_time_samples=5,
              io_jobs=24, io_threads=(6,), pool_threads=(12,), pool_calls=48, cold_starts=1,
-             idle_jobs=2, idle_gap_seconds=0.5, telemetry_jobs=15, telemetry_rounds=2)
+             idle_jobs=2, idle_gap_seconds=0.5, telemetry_jobs=10, telemetry_rounds=2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -136,13 +136,13 @@ def telemetry_table(figures: Mapping[str, Any], settings: Mapping[str, Any]) -> 
         run = figures[side]
         rows.append([label, run["jobs"], run["jobs_per_s"], run["latency"]["p50_ms"],
                      run["latency"]["p95_ms"], run["cpu_ms_per_job"]])
-    ratios = (f"on / off: throughput **{figures['throughput_ratio']:.3f}x** (off jobs/s over "
-              f"on), p50 latency **{figures['p50_ratio']:.3f}x**, p95 {figures['p95_ratio']:.3f}x,"
-              f" CPU per job **{figures['cpu_ratio']:.3f}x**; {figures['spans_per_job']} spans "
-              f"per job; goal at most {TELEMETRY_GOAL:.2f}x.")
-    return (f"## Telemetry overhead, in process ({settings['telemetry_rounds']} alternating child"
-            f" processes a side, {settings['telemetry_jobs']} sequential jobs each, POST to "
-            "delete)\n\n"
+    ratios = (f"on / off, medians over the rounds: throughput **{figures['throughput_ratio']:.3f}"
+              f"x** (off jobs/s over on), p50 latency **{figures['p50_ratio']:.3f}x**, p95 "
+              f"{figures['p95_ratio']:.3f}x, CPU per job **{figures['cpu_ratio']:.3f}x**; "
+              f"{figures['spans_per_job']} spans per job; goal at most {TELEMETRY_GOAL:.2f}x.")
+    return (f"## Telemetry overhead, in process ({settings['telemetry_rounds']} rounds of two "
+            f"child processes, off and on, {settings['telemetry_jobs']} sequential jobs each, "
+            "POST to delete)\n\n"
             + _table(["telemetry", "jobs", "jobs/s", "p50 ms", "p95 ms", "CPU ms/job"], rows)
             + "\n" + ratios + "\n")
 

@@ -13,50 +13,66 @@ CPU per job is this process's alone (Azurite's is left out).
 
 A process can set its global providers only once, so each side runs in a child process of
 its own (`python -m bench.telemetry SIDE CONNECTION JOBS`), and the sides alternate (off
-then on, then on then off) so that Azurite's drift as its table grows hits both alike.
+then on, then on then off) in many short rounds, so that Azurite's drift as its table grows
+and the other work of a shared machine hit both alike.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter, process_time
 from typing import Any
 
-from bench.stats import ms, summary
+from bench.stats import ms, percentile, summary
 
 SIDES = ("off", "on")
 WARMUP = 10
 
 
 def run(connection: str, *, jobs: int, rounds: int) -> dict[str, Any]:
-    """Both sides, `rounds` child processes each of `jobs` jobs; their figures and ratios."""
+    """Both sides, `rounds` child processes each of `jobs` jobs; their figures and ratios.
+
+    The ratios are medians over the rounds, each round's two children run back to back:
+    other work on a shared machine slows the children it overlaps, and a median of
+    pairs leaves those rounds out where totals would count them against one side.
+    """
     latencies: dict[str, list[float]] = {side: [] for side in SIDES}
     walls, cpus = dict.fromkeys(SIDES, 0.0), dict.fromkeys(SIDES, 0.0)
     spans = 0
+    pairs: list[dict[str, dict[str, Any]]] = []
     for round_ in range(rounds):
+        pair = {}
         for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
-            child = _child(side, connection, jobs)
+            child = pair[side] = _child(side, connection, jobs)
             latencies[side] += child["latencies"]
             walls[side] += child["wall"]
             cpus[side] += child["cpu"]
             spans += child["spans"]
+        pairs.append(pair)
     figures = {side: {"jobs": len(latencies[side]),
                       "jobs_per_s": round(len(latencies[side]) / walls[side], 1),
                       "cpu_ms_per_job": ms(cpus[side] / len(latencies[side])),
                       "latency": summary(latencies[side])} for side in SIDES}
-    off, on = figures["off"], figures["on"]
     return {
         **figures,
         "spans_per_job": round(spans / len(latencies["on"]), 1),
-        "throughput_ratio": round(off["jobs_per_s"] / on["jobs_per_s"], 3),
-        "cpu_ratio": round(on["cpu_ms_per_job"] / off["cpu_ms_per_job"], 3),
-        "p50_ratio": round(on["latency"]["p50_ms"] / off["latency"]["p50_ms"], 3),
-        "p95_ratio": round(on["latency"]["p95_ms"] / off["latency"]["p95_ms"], 3),
+        "throughput_ratio": _median_ratio(pairs, lambda c: c["wall"]),
+        "cpu_ratio": _median_ratio(pairs, lambda c: c["cpu"]),
+        "p50_ratio": _median_ratio(pairs, lambda c: statistics.median(c["latencies"])),
+        "p95_ratio": _median_ratio(pairs, lambda c: percentile(c["latencies"], 95)),
     }
+
+
+def _median_ratio(pairs: list[dict[str, dict[str, Any]]],
+                  cost: Callable[[dict[str, Any]], float]) -> float:
+    """The median over rounds of on's cost over off's (for equal job counts, wall time
+    over wall time is off's jobs/s over on's)."""
+    return round(statistics.median(cost(p["on"]) / cost(p["off"]) for p in pairs), 3)
 
 
 def _child(side: str, connection: str, jobs: int) -> dict[str, Any]:
