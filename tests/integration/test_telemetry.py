@@ -43,9 +43,11 @@ Register = Callable[..., None]
 
 
 @pytest.fixture
-def recorded() -> Recorded:
+def recorded() -> Iterator[Recorded]:
     spans, reader = readers()
-    return Recorded(spans, reader).start()
+    recording = Recorded(spans, reader).start()
+    yield recording
+    recording.stop()
 
 
 @pytest.fixture

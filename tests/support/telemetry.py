@@ -31,12 +31,27 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 DELTA = AggregationTemporality.DELTA
 
 
+class _WhileRecording(SimpleSpanProcessor):
+    """Exports a span only while a test records: the other tests of the process, traced as
+    well once the SDK is installed, leave no spans behind."""
+
+    recording = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.recording:
+            super().on_end(span)
+
+
+_spans = InMemorySpanExporter()
+_gate = _WhileRecording(_spans)
+
+
 @cache
 def readers() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     """Install the SDK with in-memory readers as the global providers (once)."""
-    spans = InMemorySpanExporter()
+    spans = _spans
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer_provider.add_span_processor(_gate)
     trace.set_tracer_provider(tracer_provider)
     reader = InMemoryMetricReader(preferred_temporality={
         kind: DELTA for kind in (Counter, UpDownCounter, Histogram, ObservableCounter,
@@ -70,7 +85,12 @@ class Recorded:
     def start(self) -> Recorded:
         self.spans_exporter.clear()
         self.reader.get_metrics_data()  # drain: the next read holds only what comes after
+        _gate.recording = True
         return self
+
+    def stop(self) -> None:
+        _gate.recording = False
+        self.spans_exporter.clear()
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.spans_exporter.get_finished_spans())
