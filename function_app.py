@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure_functions_openapi import get_openapi_json, openapi
 from azure_functions_validation import MalformedRequestError, PydanticAdapter, validate_http
+from opentelemetry.context import Context
 from pydantic import BaseModel
 
 from api_docs import API_DESCRIPTION, complete_document, swagger_ui_file, swagger_ui_page
-from jobs import serial, worker
+from jobs import serial, telemetry, worker
 from jobs.cancellation import cancel
 from jobs.errors import (
     IdempotencyKeyReused,
@@ -57,9 +58,9 @@ from jobs.submission import submit
 # The job message adds under 1 KiB to the body and must stay within the queue's 48 KiB of
 # text (64 KiB once base64-encoded); a larger re-encoded message is refused with 413 too.
 MAX_BODY_BYTES = 47 * 1024
-JOB_QUEUE = "job-requests"
+JOB_QUEUE = telemetry.JOB_QUEUE
 JOBS_ROUTE = "jobs"
-POISON_QUEUE = f"{JOB_QUEUE}-poison"
+POISON_QUEUE = telemetry.POISON_QUEUE
 RETRY_AFTER_SECONDS = "1"
 # Storage is down for seconds at least: a client waits longer than between polls.
 UNAVAILABLE_RETRY_AFTER_SECONDS = "5"
@@ -160,7 +161,8 @@ def submit_job(
     with log_context(correlation_id=trace, invocation_id=context.invocation_id):
         try:
             submitted = submit(default_store(), body, correlation_id=trace,
-                               idempotency_key=key, clock=clock)
+                               idempotency_key=key, clock=clock,
+                               invocation=invocation_context(context))
         except MessageTooLarge as e:
             return error_response(413, str(e), "payload_too_large")
         except IdempotencyKeyReused as e:
@@ -210,12 +212,13 @@ def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
     tags=["jobs"],
     responses={200: JobView, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody},
 )
-def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
+def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     job_id = req.route_params.get("job_id", "")
     if not is_job_id(job_id):
         return error_response(*NOT_FOUND)
     try:
-        record = cancel(default_store(), job_id, settings=settings, clock=clock)
+        record = cancel(default_store(), job_id, settings=settings, clock=clock,
+                        invocation=invocation_context(context))
     except JobNotFound:
         return error_response(*NOT_FOUND)
     except InvalidTransition:
@@ -231,20 +234,23 @@ def process_job(msg: func.QueueMessage, context: func.Context) -> None:
     delivery = worker.Delivery(msg.id or "", msg.get_body(), dequeue_count)
     with log_context(invocation_id=context.invocation_id, message_id=msg.id,
                      dequeue_count=dequeue_count):
-        worker.process(default_store(), delivery, settings=settings, clock=clock)
+        worker.process(default_store(), delivery, settings=settings, clock=clock,
+                       invocation=invocation_context(context))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=STORAGE)
 def fail_poisoned_job(msg: func.QueueMessage, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id, message_id=msg.id):
         worker.fail_poisoned(default_store(), msg.get_body(), settings=settings,
-                             message_id=msg.id or "", clock=clock)
+                             message_id=msg.id or "", clock=clock,
+                             invocation=invocation_context(context))
 
 
 @app.timer_trigger(arg_name="timer", schedule="0 0 * * * *", run_on_startup=False)
 def purge_expired_jobs(timer: func.TimerRequest, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id):
-        purge_expired(default_store(), settings=settings, clock=clock)
+        purge_expired(default_store(), settings=settings, clock=clock,
+                      invocation=invocation_context(context))
 
 
 # Our own routes for the document and the UI: the handlers register_openapi_routes adds
@@ -280,6 +286,17 @@ def openapi_json() -> str:
     generated = get_openapi_json(title="Queue-backed job API", version="1.0.0", app=app,
                                  description=API_DESCRIPTION, infer_auth_level=True)
     return json.dumps(complete_document(json.loads(generated)), indent=2)
+
+
+def invocation_context(context: func.Context) -> Context | None:
+    """The host's W3C trace context of this invocation, which the job's spans join or link.
+
+    The Python worker hands it over on `context.trace_context` but does not make it current.
+    """
+    found = context.trace_context
+    if found is None:  # a caller that is no host
+        return None
+    return telemetry.extract(found.trace_parent, found.trace_state)
 
 
 def api_base_url(request_url: str) -> str:

@@ -103,6 +103,10 @@ class JobRecord:
     #: The partition key of the idempotency-key row that points at this job, if any.
     idempotency_row: str | None = None
     claim: Claim | None = field(default=None, compare=False)
+    #: The W3C trace context of the job's submit (jobs.telemetry); "" on rows stored before
+    #: jobs had one. Telemetry only: no decision reads it, so it takes no part in equality.
+    traceparent: str = field(default="", compare=False)
+    tracestate: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +122,10 @@ class JobMessage:
     #: A random nonce, part of the content the job id is a digest of (jobs.messages), so
     #: that ids are unique and unpredictable.
     token: str = field(default="", repr=False)
+    #: The W3C trace context of the submit's span, which every delivery's span joins. Not
+    #: part of the content the job id is a digest of (see jobs.messages).
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 class JobSubmissionRequest(BaseModel):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from jobs import lifecycle
+from opentelemetry.context import Context
+
+from jobs import lifecycle, telemetry
 from jobs.errors import JobNotFound
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
@@ -26,11 +28,17 @@ MESSAGE_TIME_TO_LIVE = timedelta(days=7)
 ABANDONED = JobError("abandoned", "the job stopped making progress and was given up")
 
 
-def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow) -> int:
-    """Sweep abandoned jobs, then delete expired ones with their keys; return how many went."""
+def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow,
+                  invocation: Context | None = None) -> int:
+    """Sweep abandoned jobs, then delete expired ones with their keys; return how many went.
+
+    Between the two it measures the age of the oldest accepted job. The span of each job
+    swept or purged joins that job's trace, linked to `invocation`.
+    """
     now = clock()
-    sweep_abandoned(store, settings=settings, now=now)
-    purged = sum(_purge(store, found) for found in store.expired(now))
+    sweep_abandoned(store, settings=settings, now=now, invocation=invocation)
+    measure_oldest_accepted(store, now=now)
+    purged = sum(_purge(store, found, invocation=invocation) for found in store.expired(now))
     # A run cut short between a job's delete and its key's leaves the key behind. It is
     # free already (its job is gone); delete it once it is older than any live job's key.
     for key in store.old_keys(now - settings.retention - settings.abandon_after
@@ -40,7 +48,17 @@ def purge_expired(store: JobStore, *, settings: Settings, clock: Clock = utcnow)
     return purged
 
 
-def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime) -> None:
+def measure_oldest_accepted(store: JobStore, *, now: datetime) -> float:
+    """Set the `jobs.accepted.oldest_age` gauge: seconds since the oldest accepted job's
+    submit, 0 when none waits. A queue that stops delivering makes it grow."""
+    oldest = store.oldest_accepted()
+    age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+    telemetry.oldest_accepted_age.set(age)
+    return age
+
+
+def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime,
+                    invocation: Context | None = None) -> None:
     """Fail the jobs that can no longer finish, so that no job stays unfinished forever.
 
     A running job not updated for `abandon_after` (a live handler reports progress), and an
@@ -59,15 +77,33 @@ def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime) -> No
         return lifecycle.fail(record, ABANDONED, now=now, retention=settings.retention)
 
     for found in store.stalled(running_before=running_before, accepted_before=accepted_before):
-        try:
-            final = store.update(found.record.job_id, decide, known=found)
-        except JobNotFound:
-            continue
-        if final.applied:
-            log.warning("job abandoned", extra=job_fields(final.record))
+        parent, links = telemetry.joined(found.record, invocation)
+        with telemetry.span("sweep job", parent=parent, links=links,
+                            attributes=telemetry.job_attributes(found.record)) as span:
+            try:
+                final = store.update(found.record.job_id, decide, known=found)
+            except JobNotFound:
+                continue
+            if final.applied:
+                log.warning("job abandoned", extra=job_fields(final.record))
+                telemetry.swept.add(1, {"from_status": found.record.status.value})
+                telemetry.record_finished(final.record, span)
 
 
-def _purge(store: JobStore, found: Versioned) -> bool:
+def _purge(store: JobStore, found: Versioned, *, invocation: Context | None = None) -> bool:
+    """Purge one expired job in a `purge job` span in its trace."""
+    parent, links = telemetry.joined(found.record, invocation)
+    with telemetry.span("purge job", parent=parent, links=links,
+                        attributes=telemetry.job_attributes(found.record)) as span:
+        span.set_attribute("job.status", found.record.status.value)
+        gone = _purge_job(store, found)
+        span.set_attribute("job.purged", gone)
+    if gone:
+        telemetry.purged.add(1)
+    return gone
+
+
+def _purge_job(store: JobStore, found: Versioned) -> bool:
     """Delete one expired job as it was found, then its key if the key still names it.
 
     The job row goes first: a key whose job row is gone is free, so the next request with

@@ -183,6 +183,19 @@ class JobStore:
         )
         return self._query_jobs(query)
 
+    def oldest_accepted(self) -> datetime | None:
+        """When the oldest job still `accepted` was submitted; None if no job is.
+
+        The sweep's kind of query (`stalled`), with no cutoff and one property selected:
+        the service filters every job row (each job is its own partition, so no index
+        helps) and answers with the accepted ones alone, one small entity per job waiting.
+        """
+        query = f"RowKey eq '{ROW_KEY}' and status eq '{JobStatus.ACCEPTED.value}'"
+        with _storage_errors():
+            submitted = [entity["submitted_at"] for entity in
+                         self._table.query_entities(query, select=["submitted_at"])]
+        return _moment(min(submitted)) if submitted else None
+
     def old_keys(self, created_before: datetime) -> Iterator[IdempotencyKey]:
         """Idempotency-key rows written before a cutoff."""
         query = f"RowKey eq '{KEY_ROW_KEY}' and created_at le datetime'{_odata(created_before)}'"
@@ -359,6 +372,9 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
     entity["correlation_id"] = record.correlation_id
     entity["expires_at"] = record.expires_at
     entity["idempotency_row"] = record.idempotency_row
+    # Left out when empty, so a merge of a record made without them keeps the row's own.
+    entity["traceparent"] = record.traceparent or None
+    entity["tracestate"] = record.tracestate or None
     return {key: value for key, value in entity.items() if value is not None}
 
 
@@ -381,6 +397,9 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         expires_at=_utc(entity.get("expires_at")),
         idempotency_row=entity.get("idempotency_row"),
         claim=_claim(entity),
+        # Absent on rows stored before jobs carried a trace context.
+        traceparent=entity.get("traceparent", ""),
+        tracestate=entity.get("tracestate", ""),
     )
 
 

@@ -29,15 +29,21 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
+
+from jobs import telemetry
 from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
 from jobs.messages import encode_message, new_job_message
 from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
 from jobs.store import IdempotencyKey, JobStore, Versioned
+from jobs.telemetry import JOB_QUEUE
 
 log = logging.getLogger(__name__)
 # Each round is decided on a key row that changed since the last; past this many the
@@ -61,12 +67,41 @@ def submit(
     correlation_id: str,
     idempotency_key: str | None = None,
     clock: Clock = utcnow,
+    invocation: Context | None = None,
 ) -> Submitted:
     """Store a new accepted job, or replay the job an earlier request with this key made.
 
     The message is encoded before any write, so a message too large for the queue leaves
-    no row behind; the caller sends the message only after the rows exist.
+    no row behind; the caller sends the message only after the rows exist. It all happens
+    in a `send` span under `invocation` (the host's trace context), whose own context the
+    new job's message and row carry.
     """
+    with telemetry.span(f"send {JOB_QUEUE}", kind=SpanKind.PRODUCER, parent=invocation,
+                        attributes=telemetry.messaging_attributes("send")) as span:
+        submitted = _submit(store, request, correlation_id=correlation_id,
+                            idempotency_key=idempotency_key, clock=clock)
+        _trace_submitted(submitted, span)
+    return submitted
+
+
+def _trace_submitted(submitted: Submitted, span: Span) -> None:
+    """Name the job on the submit's span and count it; a replay links to the job's trace."""
+    record = submitted.record
+    span.set_attributes(telemetry.job_attributes(record))
+    span.set_attribute("job.replayed", submitted.replayed)
+    telemetry.submitted.add(1, {"job.type": record.job_type, "jobs.replayed": submitted.replayed})
+    if not submitted.replayed:
+        return
+    stored = telemetry.job_context(record)
+    if stored is not None:
+        span.add_link(trace.get_current_span(stored).get_span_context())
+    span.set_attribute("job.resent", submitted.message is not None)
+    if submitted.message is not None:
+        telemetry.resent.add(1, {"job.type": record.job_type})
+
+
+def _submit(store: JobStore, request: JobSubmissionRequest, *, correlation_id: str,
+            idempotency_key: str | None, clock: Clock) -> Submitted:
     now = clock()
     job = _new_job(request, correlation_id=correlation_id, now=now)
     message = encode_message(job)
@@ -92,10 +127,13 @@ def submit(
 
 def _new_job(request: JobSubmissionRequest, *, correlation_id: str, now: datetime
              ) -> JobMessage:
-    """A new job's message: a fresh nonce, and the id its content names."""
-    return new_job_message(job_type=request.job_type, customer_id=request.customer_id,
-                           payload=request.payload, submitted_at=now,
-                           correlation_id=correlation_id, nonce=uuid.uuid4().hex)
+    """A new job's message: a fresh nonce, the id its content names, the current span's
+    trace context."""
+    job = new_job_message(job_type=request.job_type, customer_id=request.customer_id,
+                          payload=request.payload, submitted_at=now,
+                          correlation_id=correlation_id, nonce=uuid.uuid4().hex)
+    traceparent, tracestate = telemetry.current_headers()
+    return replace(job, traceparent=traceparent, tracestate=tracestate)
 
 
 def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey
@@ -179,6 +217,8 @@ def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:
         updated_at=message.submitted_at,
         correlation_id=message.correlation_id,
         idempotency_row=key_row,
+        traceparent=message.traceparent,
+        tracestate=message.tracestate,
     )
 
 

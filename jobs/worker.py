@@ -23,13 +23,19 @@ write does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from jobs import lifecycle, serial
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
+
+from jobs import lifecycle, serial, telemetry
 from jobs.errors import InvalidMessage, JobCancelled, JobFailed, JobNotFound, RowRejected
 from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
@@ -39,6 +45,7 @@ from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progr
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
 from jobs.submission import accepted_record
+from jobs.telemetry import JOB_QUEUE, POISON_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +73,64 @@ class Outcome(StrEnum):
 
 
 def process(
-    store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow
+    store: JobStore, delivery: Delivery, *, settings: Settings, clock: Clock = utcnow,
+    invocation: Context | None = None,
 ) -> Outcome:
-    """Run one delivery of a job message; see the module docstring for the rules."""
+    """Run one delivery of a job message; see the module docstring for the rules.
+
+    All of it happens in one `process` span in the job's trace (the context its message
+    carries), linked to `invocation`, the host's context of this delivery.
+    """
     message = _decode(delivery.body, message_id=delivery.message_id)
+    with _delivery_span(f"process {JOB_QUEUE}", message, invocation, queue=JOB_QUEUE,
+                        message_id=delivery.message_id,
+                        dequeue_count=delivery.dequeue_count) as span:
+        outcome = _process(store, delivery, message, span=span, settings=settings, clock=clock)
+        span.set_attribute("job.outcome", outcome.value)
+    return outcome
+
+
+def _process(store: JobStore, delivery: Delivery, message: JobMessage | None, *, span: Span,
+             settings: Settings, clock: Clock) -> Outcome:
     if message is None:
         return Outcome.DROPPED
     with log_context(correlation_id=message.correlation_id, **job_fields(message)):
         if not _names_its_job(message):
             return Outcome.DROPPED
-        run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
-                         settings=settings, clock=clock)
+        with telemetry.span("claim"):
+            run = _Run.claim(store, message, Claim(delivery.message_id, delivery.dequeue_count),
+                             settings=settings, clock=clock, span=span)
         if isinstance(run, Outcome):
             return run
         return run.execute(last_try=delivery.dequeue_count >= settings.max_dequeue_count)
+
+
+@contextmanager
+def _delivery_span(name: str, message: JobMessage | None, invocation: Context | None, *,
+                   queue: str, message_id: str, dequeue_count: int | None = None
+                   ) -> Iterator[Span]:
+    """A delivery's CONSUMER span: in its job's trace, linked to the host's invocation."""
+    parent, links = (invocation, []) if message is None else telemetry.joined(message, invocation)
+    attributes = telemetry.messaging_attributes("process", queue=queue, message_id=message_id,
+                                                dequeue_count=dequeue_count)
+    if message is not None:
+        attributes.update(telemetry.job_attributes(message))
+    with telemetry.span(name, kind=SpanKind.CONSUMER, parent=parent, links=links,
+                        attributes=attributes) as span:
+        yield span
 
 
 class _Run:
     """One delivery's run of a job it claimed; it tracks the row's latest ETag."""
 
     def __init__(self, store: JobStore, message: JobMessage, current: Versioned, *,
-                 settings: Settings, clock: Clock) -> None:
+                 settings: Settings, clock: Clock, span: Span) -> None:
         self.store, self.message, self.current = store, message, current
-        self.settings, self.clock = settings, clock
+        self.settings, self.clock, self.span = settings, clock, span
 
     @classmethod
     def claim(cls, store: JobStore, message: JobMessage, claim: Claim, *,
-              settings: Settings, clock: Clock) -> _Run | Outcome:
+              settings: Settings, clock: Clock, span: Span) -> _Run | Outcome:
         """Claim the job for this delivery, or say why it may not run now."""
         def decide(record: JobRecord) -> JobRecord | None:
             if lifecycle.holds_claim(record, claim):
@@ -105,20 +143,42 @@ class _Run:
                    or _update_own_job(store, message, decide))
         if current is None:
             return Outcome.DROPPED
+        job_type = {"job.type": message.job_type}
+        telemetry.attempts.add(1, job_type)
+        span.set_attribute("job.status", current.record.status.value)
         if not current.applied:
             status = current.record.status.value
             log.info("skipped: job is finished or claimed by another delivery",
                      extra={"status": status})
             return Outcome.SKIPPED
-        log.info("job running", extra={"attempt": current.record.attempts})
-        return cls(store, message, current, settings=settings, clock=clock)
+        record = current.record
+        if record.attempts == 1 and record.started_at is not None:
+            wait = (record.started_at - message.submitted_at).total_seconds()
+            telemetry.queue_wait.record(max(wait, 0.0), job_type)
+        log.info("job running", extra={"attempt": record.attempts})
+        return cls(store, message, current, settings=settings, clock=clock, span=span)
 
     def execute(self, *, last_try: bool) -> Outcome:
+        started = time.monotonic()
+        try:
+            return self._execute(last_try=last_try)
+        finally:
+            telemetry.run_duration.record(time.monotonic() - started, {
+                "job.type": self.message.job_type,
+                "job.status": self.current.record.status.value})
+
+    def _execute(self, *, last_try: bool) -> Outcome:
         handler = find_handler(self.message.job_type)
         try:
-            if handler is None:
-                raise JobFailed("unknown_job_type", "no handler for this job type")
-            result = _checked_result(handler(self.message, self.report_progress))
+            with telemetry.span(f"run {self.message.job_type}", benign=(JobCancelled,)
+                                ) as run_span:
+                if handler is None:
+                    raise JobFailed("unknown_job_type", "no handler for this job type")
+                try:
+                    result = _checked_result(handler(self.message, self.report_progress))
+                except JobFailed as e:
+                    telemetry.fail(run_span, e.code, code=e.code, description=e.message)
+                    raise
         except JobCancelled:
             log.info("job cancelled or taken over while running; stopped")
             return Outcome.SKIPPED
@@ -153,6 +213,10 @@ class _Run:
         Finding the job already in exactly that state means our own write was applied and
         answered with an error: it counts as written.
         """
+        with telemetry.span("finish"):
+            return self._finish(outcome)
+
+    def _finish(self, outcome: dict[str, Any] | JobError) -> Outcome:
         retention, now = self.settings.retention, self.clock()
         if isinstance(outcome, JobError):
             error = outcome
@@ -166,12 +230,14 @@ class _Run:
                     lambda r: lifecycle.complete(r, result, now=now, retention=retention),
                     done=lambda r: r.status is JobStatus.COMPLETED and r.result == result)
             except RowRejected as e:
-                return self.finish(JobError("result_not_storable", str(e)))
+                return self._finish(JobError("result_not_storable", str(e)))
         status = self.current.record.status.value
+        self.span.set_attribute("job.status", status)
         if not written:
             log.warning("outcome dropped: the job changed under this run",
                         extra={"status": status})
             return Outcome.SKIPPED
+        telemetry.record_finished(self.current.record, self.span)
         if isinstance(outcome, JobError):
             log.info("job failed", extra={"status": status, "error_code": outcome.code})
             return Outcome.FAILED
@@ -231,7 +297,10 @@ def _claim_untouched(store: JobStore, message: JobMessage, claim: Claim, *, now:
     """
     if claim.dequeue_count != 1:
         return None
-    started = lifecycle.start(accepted_record(message, key_row=None), claim, now=now)
+    # Without the message's trace context: the merge leaves the row's own, so a message
+    # whose context was changed never writes it (jobs.messages).
+    accepted = replace(accepted_record(message, key_row=None), traceparent="", tracestate="")
+    started = lifecycle.start(accepted, claim, now=now)
     return store.leave_accepted_unread(started)
 
 
@@ -248,10 +317,12 @@ def _update_own_job(store: JobStore, message: JobMessage, decide: Decide) -> Ver
         current = store.update(message.job_id, own)
     except JobNotFound:
         log.warning("dropped: the message names no job")
+        _dropped("no_job")
         return None
     if not _matches(current.record, message):
         log.warning("dropped: the message does not match its job",
                     extra={"reason": "the job's row holds another job type or customer"})
+        _dropped("row_mismatch")
         return None
     return current
 
@@ -266,7 +337,14 @@ def _names_its_job(message: JobMessage) -> bool:
         return True
     log.warning("dropped: the message does not match its job",
                 extra={"reason": "its job id is not the digest of its content"})
+    _dropped("digest_mismatch")
     return False
+
+
+def _dropped(reason: str) -> None:
+    """Count a message dropped, and say why on the current span."""
+    telemetry.dropped.add(1, {"reason": reason})
+    trace.get_current_span().set_attribute("job.dropped.reason", reason)
 
 
 def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
@@ -276,19 +354,30 @@ def _decode(body: bytes, *, message_id: str) -> JobMessage | None:
     except InvalidMessage as e:
         log.warning("dropped a malformed message",
                     extra={"message_id": message_id, "reason": str(e)})
+        telemetry.dropped.add(1, {"reason": "malformed"})
         return None
 
 
 def fail_poisoned(
     store: JobStore, body: bytes, *, settings: Settings, message_id: str = "",
-    clock: Clock = utcnow,
+    clock: Clock = utcnow, invocation: Context | None = None,
 ) -> Outcome:
     """Mark the job of a poisoned message failed, unless it already finished.
 
     Raises only for a storage outage, which a later delivery can get past; a message it
-    cannot act on is logged and dropped.
+    cannot act on is logged and dropped. Its `poison` span joins the job's trace, linked to
+    `invocation`.
     """
     message = _decode(body, message_id=message_id)
+    with _delivery_span(f"poison {JOB_QUEUE}", message, invocation, queue=POISON_QUEUE,
+                        message_id=message_id) as span:
+        outcome = _fail_poisoned(store, message, span=span, settings=settings, clock=clock)
+        span.set_attribute("job.outcome", outcome.value)
+    return outcome
+
+
+def _fail_poisoned(store: JobStore, message: JobMessage | None, *, span: Span,
+                   settings: Settings, clock: Clock) -> Outcome:
     if message is None:
         return Outcome.DROPPED
     error = JobError("poisoned", "the job message failed every delivery and was poisoned")
@@ -304,9 +393,11 @@ def fail_poisoned(
         final = _update_own_job(store, message, decide)
         if final is None:
             return Outcome.DROPPED
+        span.set_attribute("job.status", final.record.status.value)
         if not final.applied:
             log.info("poison message for a finished job",
                      extra={"status": final.record.status.value})
             return Outcome.SKIPPED
         log.error("job failed: poisoned", extra={"status": final.record.status.value})
+        telemetry.record_finished(final.record, span)
         return Outcome.FAILED

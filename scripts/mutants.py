@@ -43,10 +43,11 @@ class Mutant:
 
 MUTANTS = (
     Mutant("worker_never_runs", "the worker never runs a job",
-           (("jobs/worker.py", "message_id=delivery.message_id)\n    if message is None:\n"
-             "        return Outcome.DROPPED\n    with log_context(",
-             "message_id=delivery.message_id)\n    if message is not None:\n"
-             "        return Outcome.DROPPED\n    with log_context("),)),
+           (("jobs/worker.py", "settings: Settings, clock: Clock) -> Outcome:\n"
+             "    if message is None:\n        return Outcome.DROPPED\n    with log_context(",
+             "settings: Settings, clock: Clock) -> Outcome:\n"
+             "    if message is not None:\n        return Outcome.DROPPED\n    with log_context("
+             ),)),
     Mutant("post_503", "every POST answers 503",
            (("function_app.py", "            submitted = submit(default_store(), body,",
              "            raise StorageUnavailable('planted')\n"

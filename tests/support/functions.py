@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
+from azure.functions import _abc as azf_abc
 from azure.functions.queue import QueueMessage
 
 
@@ -26,12 +27,38 @@ class CapturingOut(func.Out[str]):
         return self.value
 
 
-class InvocationContext(func.Context):
-    """The `context` argument the host passes: here only the invocation id matters."""
+class TraceContext(azf_abc.TraceContext):
+    """The W3C trace context the host gives an invocation (`context.trace_context`)."""
 
-    def __init__(self, function_name: str = "test") -> None:
+    def __init__(self, trace_parent: str, trace_state: str = "") -> None:
+        self._parent, self._state = trace_parent, trace_state
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def trace_state(self) -> str:
+        return self._state
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+def new_root() -> TraceContext:
+    """A sampled root context, as the host starts for a queue or timer invocation."""
+    return TraceContext(f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")
+
+
+class InvocationContext(func.Context):
+    """The `context` argument the host passes: its invocation id and, if given, its trace
+    context (else None, which the app must take too)."""
+
+    def __init__(self, function_name: str = "test", trace: TraceContext | None = None) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
+        self._trace = trace
 
     @property
     def invocation_id(self) -> str:
@@ -47,7 +74,7 @@ class InvocationContext(func.Context):
 
     @property
     def trace_context(self) -> Any:
-        return None
+        return self._trace
 
     @property
     def retry_context(self) -> Any:
@@ -77,7 +104,8 @@ def _with_context(function: Callable[..., Any]) -> Callable[..., Any]:
         return function
 
     def invoke(*args: Any, **kwargs: Any) -> Any:
-        return function(*args, context=InvocationContext(function.__name__), **kwargs)
+        kwargs.setdefault("context", InvocationContext(function.__name__))
+        return function(*args, **kwargs)
 
     return invoke
 
