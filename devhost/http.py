@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 
 from devhost.catalog import FunctionSpec
-from devhost.invocation import InvocationFailed, Invoker
+from devhost.invocation import InvocationFailed, Invoker, TraceContext
 from devhost.reasons import REASON_PHRASES, reason_phrase
 from devhost.routing import NotFound, Router, decode_path
 
@@ -85,8 +85,11 @@ class HttpFrontDoor:
             return Reply(404)
         request = to_http_request(incoming, path=path, query=query, route_params=found.params)
         reason = "This function was programmatically called via the host APIs."
+        trace_context = TraceContext.for_request(request.headers.get("traceparent"),
+                                                 request.headers.get("tracestate"))
         try:
-            result = self._invoker.invoke(found.target, request, reason=reason)
+            result = self._invoker.invoke(found.target, request, reason=reason,
+                                          trace_context=trace_context)
         except InvocationFailed:
             return Reply(500)  # no detail: the traceback went to the host's log
         return to_reply(result, function=found.target.name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import threading
 import time
 import uuid
@@ -86,13 +87,54 @@ class OutputValue(func.Out[Any]):
         return self._value
 
 
-class _TraceContext(azf_abc.TraceContext):
-    def __init__(self) -> None:
-        self._parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+class TraceContext(azf_abc.TraceContext):
+    """The W3C trace context the host hands an invocation (`context.trace_context`).
+
+    The host fills the invocation request's TraceContext from `Activity.Current`:
+    `Traceparent = Activity.Current?.Id`, `Tracestate = Activity.Current?.TraceStateString`,
+    `Attributes = Activity.Current?.Tags` (WorkerFunctionInvoker.cs in
+    Azure/azure-functions-host, src/WebJobs.Script/Description/Workers/), null made ""
+    (GetRpcTraceContext in src/WebJobs.Script.Grpc/Extensions/
+    ScriptInvocationContextExtensions.cs); the Python worker hands the three on as they are
+    (`_get_context` in azure_functions_worker/dispatcher.py). See `for_request` and
+    `new_root` for where that activity comes from.
+    """
+
+    def __init__(self, trace_parent: str, trace_state: str = "") -> None:
+        self._parent, self._state = trace_parent, trace_state
+
+    @classmethod
+    def new_root(cls) -> TraceContext:
+        """A new trace: a queue or timer invocation, or one the admin API started.
+
+        No activity is current there, so the host starts one with no parent: the
+        Application Insights logger's StartOperation (StartTelemetryIfFunctionInvocation in
+        Azure/azure-webjobs-sdk, src/Microsoft.Azure.WebJobs.Logging.ApplicationInsights/
+        ApplicationInsightsLogger.cs), or, for the admin API, FunctionsController.Invoke's
+        own Activity under SuppressFlow. Sampled, as the OpenTelemetry SDK's default
+        sampler (parent-based, always on) decides for a root in the host's OpenTelemetry
+        mode (OpenTelemetryConfigurationExtensions.cs sets no other sampler).
+        """
+        return cls(f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")
+
+    @classmethod
+    def for_request(cls, traceparent: str | None, tracestate: str | None) -> TraceContext:
+        """An HTTP invocation's: ASP.NET Core's request activity, a child of the request's
+        `traceparent` when it is valid (same trace id and flags, a new span id, its
+        `tracestate` kept), else a new root."""
+        match = _TRACEPARENT.fullmatch((traceparent or "").strip())
+        if (match is None or match.group(1) == "ff" or match.group(2) == "0" * 32
+                or match.group(3) == "0" * 16):
+            return cls.new_root()
+        _, trace_id, _, flags = match.groups()
+        return cls(f"00-{trace_id}-{uuid.uuid4().hex[:16]}-{flags}", (tracestate or "").strip())
 
     @property
     def trace_state(self) -> str:
-        return ""
+        return self._state
 
     @property
     def trace_parent(self) -> str:
@@ -100,6 +142,7 @@ class _TraceContext(azf_abc.TraceContext):
 
     @property
     def attributes(self) -> dict[str, str]:
+        # The activity's tags: the local host's activities carry none.
         return {}
 
 
@@ -135,13 +178,14 @@ class _NoRetryContext(azf_abc.RetryContext):
 class InvocationContext(func.Context):
     """The `context` argument: invocation id, function name and directory."""
 
-    def __init__(self, *, invocation_id: str, function_name: str, directory: Path) -> None:
+    def __init__(self, *, invocation_id: str, function_name: str, directory: Path,
+                 trace_context: TraceContext | None = None) -> None:
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._directory = str(directory)
         self._local = threading.local()
         self._local.invocation_id = invocation_id
-        self._trace_context = _TraceContext()
+        self._trace_context = trace_context or TraceContext.new_root()
 
     @property
     def invocation_id(self) -> str:
@@ -166,7 +210,7 @@ class InvocationContext(func.Context):
 
     @property
     def trace_context(self) -> azf_abc.TraceContext:
-        """A W3C trace context made up for this invocation (no distributed tracing here)."""
+        """The invocation's W3C trace context, as the host makes it (see TraceContext)."""
         return self._trace_context
 
     @property
@@ -182,14 +226,19 @@ class Invoker:
         self._sinks = sinks
         self._pool = pool
 
-    def invoke(self, spec: FunctionSpec, trigger_value: Any, *, reason: str) -> Any:
-        """Call the function; return its return value or raise InvocationFailed."""
+    def invoke(self, spec: FunctionSpec, trigger_value: Any, *, reason: str,
+               trace_context: TraceContext | None = None) -> Any:
+        """Call the function; return its return value or raise InvocationFailed.
+
+        `trace_context` is the invocation's (an HTTP request's); None starts a new trace.
+        """
         invocation_id = str(uuid.uuid4())
         outs = {b.name: OutputValue() for b in self._out_parameters(spec)}
         kwargs: dict[str, Any] = {spec.trigger.name: _argument(spec, trigger_value), **outs}
         if spec.wants_context:
             kwargs["context"] = InvocationContext(
-                invocation_id=invocation_id, function_name=spec.name, directory=spec.directory
+                invocation_id=invocation_id, function_name=spec.name, directory=spec.directory,
+                trace_context=trace_context,
             )
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", spec.name, reason,
                     invocation_id)

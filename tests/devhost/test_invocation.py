@@ -7,6 +7,7 @@ real queues.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import typing
@@ -19,7 +20,10 @@ import azure.functions as func
 import pytest
 
 from devhost.catalog import Binding, FunctionSpec, discover
+from devhost.host import http_routes
+from devhost.http import HttpFrontDoor, IncomingRequest
 from devhost.invocation import InvocationFailed, Invoker, WorkerPool
+from devhost.routing import Router
 
 REQUEST = func.HttpRequest("POST", "http://localhost/api/x", body=b"payload")
 
@@ -190,3 +194,84 @@ def test_sync_invocations_share_one_pool_of_the_configured_size() -> None:
     workers.shutdown()
     assert peak[0] == 2
     assert time.monotonic() - started >= 0.55  # six 0.2 s calls, two at a time: three rounds
+
+
+def _traced_front_door(pool: WorkerPool, seen: list[func.Context]) -> HttpFrontDoor:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="x", methods=["POST"])
+    def handler(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        seen.append(context)
+        return func.HttpResponse("ok")
+
+    return HttpFrontDoor(Router(http_routes([only_spec(app)], "api")),
+                         Invoker(sinks={}, pool=pool))
+
+
+def _post(door: HttpFrontDoor, headers: list[tuple[str, str]]) -> None:
+    reply = door.handle(IncomingRequest("POST", "/api/x", headers, b"", "http://localhost"))
+    assert reply.status == 200
+
+
+CLIENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+W3C = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
+
+
+def test_trace_context_of_http_is_a_child_of_the_request_traceparent(pool: WorkerPool) -> None:
+    """ASP.NET Core's request activity is a child of a valid incoming traceparent, and the
+    host passes Activity.Current's Id and TraceStateString to the worker
+    (WorkerFunctionInvoker.cs, ScriptInvocationContextExtensions.GetRpcTraceContext in
+    Azure/azure-functions-host)."""
+    seen: list[func.Context] = []
+    door = _traced_front_door(pool, seen)
+    _post(door, [("traceparent", CLIENT), ("tracestate", "vendor=abc")])
+    _post(door, [("Traceparent", CLIENT.replace("-01", "-00"))])
+    first, second = (c.trace_context for c in seen)
+    version, trace_id, span_id, flags = first.trace_parent.split("-")
+    assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert span_id != "00f067aa0ba902b7" and re.fullmatch("[0-9a-f]{16}", span_id)
+    assert first.trace_state == "vendor=abc"
+    # The child keeps the client's sampling decision.
+    assert second.trace_parent.split("-")[1::2] == ["4bf92f3577b34da6a3ce929d0e0e4736", "00"]
+    assert second.trace_state == "" and first.attributes == {}
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param([], id="none"),
+    pytest.param([("traceparent", "not-a-traceparent")], id="malformed"),
+    pytest.param([("traceparent", CLIENT.upper())], id="upper-case"),
+    pytest.param([("traceparent", "00-" + "0" * 32 + "-00f067aa0ba902b7-01")], id="zero-trace"),
+    pytest.param([("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01")],
+                 id="zero-span"),
+    pytest.param([("traceparent", "ff" + CLIENT[2:])], id="version-ff"),
+    pytest.param([("traceparent", CLIENT), ("traceparent", CLIENT)], id="repeated"),
+])
+def test_trace_context_of_http_without_a_valid_traceparent_is_a_new_root(
+    pool: WorkerPool, headers: list[tuple[str, str]]
+) -> None:
+    seen: list[func.Context] = []
+    _post(_traced_front_door(pool, seen), [*headers, ("tracestate", "vendor=abc")])
+    [context] = seen
+    assert W3C.fullmatch(context.trace_context.trace_parent)
+    assert "4bf92f3577b34da6a3ce929d0e0e4736" not in context.trace_context.trace_parent
+    assert context.trace_context.trace_state == ""
+
+
+def test_trace_context_of_other_triggers_is_a_new_root_each_time(pool: WorkerPool) -> None:
+    """A queue or timer invocation has no current activity: the host starts a new operation
+    (StartTelemetryIfFunctionInvocation in ApplicationInsightsLogger.cs, Azure/azure-webjobs-sdk),
+    a new trace per invocation."""
+    app = func.FunctionApp()
+    seen: list[func.Context] = []
+
+    @app.queue_trigger(arg_name="msg", queue_name="q", connection="AzureWebJobsStorage")
+    def handler(msg: func.QueueMessage, context: func.Context) -> None:
+        seen.append(context)
+
+    invoker = Invoker(sinks={}, pool=pool)
+    for _ in range(3):
+        invoker.invoke(only_spec(app), func.QueueMessage(body=b"x"), reason="test")
+    parents = [c.trace_context.trace_parent for c in seen]
+    assert all(W3C.fullmatch(p) for p in parents)
+    assert len({p.split("-")[1] for p in parents}) == 3
+    assert [c.trace_context.trace_state for c in seen] == ["", "", ""]

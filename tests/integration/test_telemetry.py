@@ -8,9 +8,11 @@ encoded as the host encodes it; a failed delivery stays on the queue and comes b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from jobs.errors import JobFailed
 from jobs.models import JobMessage
 from tests.conftest import unique_name
 from tests.support.functions import (
@@ -252,3 +255,177 @@ def test_telemetry_redelivery_is_a_second_process_span_in_the_job_trace(
     runs = recorded.named("run flaky")
     assert sorted(parent_of(r) for r in runs) == sorted([own(first), own(second)])
     assert [e.name for e in first.events] == ["exception"]
+
+
+def test_telemetry_idempotent_replay_sends_in_its_own_trace_linked_to_the_job(
+    host: Host, recorded: Recorded, table: TableClient,
+) -> None:
+    job_id, first_request, first_out = host.post(key="replay-1")
+    again, second_request, second_out = host.post(key="replay-1")
+    assert again == job_id
+    first_send, second_send = sorted(recorded.named("send job-requests"),
+                                     key=lambda s: s.start_time or 0)
+    assert parent_of(first_send) == ids(first_request.trace_parent)
+    # The replay's send span is in the replaying request's trace, linked to the job's.
+    assert parent_of(second_send) == ids(second_request.trace_parent)
+    assert links(second_send) == [own(first_send)]
+    attributes = dict(second_send.attributes or {})
+    assert (attributes["job.id"], attributes["job.replayed"], attributes["job.resent"]) == (
+        job_id, True, True)
+    # The message queued again is the job's own, with the job's trace context.
+    assert second_out.get() == first_out.get()
+    assert table.get_entity(job_id, "job")["traceparent"] == traceparent_of(first_send)
+    host.deliver()
+    host.deliver()  # the resent copy finds the job finished
+    processes = recorded.named("process job-requests")
+    assert [parent_of(p) for p in processes] == [own(first_send)] * 2
+    assert sorted((p.attributes or {})["job.outcome"] for p in processes) == [
+        "completed", "skipped"]
+
+
+def test_telemetry_cancel_joins_the_job_trace_and_the_late_delivery_too(
+    host: Host, recorded: Recorded,
+) -> None:
+    job_id, _, _ = host.post()
+    cancel_invocation = host.cancel(job_id)
+    host.deliver()
+    send = the(recorded.named("send job-requests"))
+    cancel = the(recorded.named("cancel job"))
+    assert cancel.kind is SpanKind.INTERNAL
+    assert parent_of(cancel) == own(send)
+    assert links(cancel) == [ids(cancel_invocation.trace_parent)]
+    assert (cancel.attributes or {})["job.status"] == "cancelled"
+    process = the(recorded.named("process job-requests"))
+    assert parent_of(process) == own(send)
+    assert ((process.attributes or {})["job.outcome"], (process.attributes or {})["job.status"]
+            ) == ("skipped", "cancelled")
+    assert recorded.named("run thumbnail") == []
+
+
+def test_telemetry_poisoned_job_fails_in_its_trace(
+    host: Host, recorded: Recorded, register: Register,
+) -> None:
+    def crashes(job: JobMessage, progress: Any) -> dict[str, Any]:
+        raise RuntimeError("the worker process died")
+
+    register("crashes", crashes)
+    job_id, _, out = host.post({**EXAMPLE, "job_type": "crashes"})
+    host.deliver()  # fails; the host then moves the message to the poison queue
+    poison_invocation = host.poison(out.get() or "")
+    send = the(recorded.named("send job-requests"))
+    poison = the(recorded.named("poison job-requests"))
+    assert poison.kind is SpanKind.CONSUMER
+    assert parent_of(poison) == own(send)
+    assert links(poison) == [ids(poison_invocation.trace_parent)]
+    attributes = dict(poison.attributes or {})
+    assert attributes["messaging.destination.name"] == "job-requests-poison"
+    assert poison.status.status_code is StatusCode.ERROR
+    assert (attributes["error.type"], attributes["job.error.code"], attributes["job.status"]
+            ) == ("poisoned", "poisoned", "failed")
+
+
+def test_telemetry_last_try_fails_the_process_span_with_the_job_error(
+    host: Host, recorded: Recorded, register: Register, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import function_app
+
+    monkeypatch.setattr(function_app, "settings", dataclasses.replace(
+        function_app.settings, max_dequeue_count=1))
+
+    def refuses(job: JobMessage, progress: Any) -> dict[str, Any]:
+        raise JobFailed("bad_input", "the asset is not an image")
+
+    register("refuses", refuses)
+    host.post({**EXAMPLE, "job_type": "refuses"})
+    host.deliver()
+    process = the(recorded.named("process job-requests"))
+    run = the(recorded.named("run refuses"))
+    for span in (process, run):
+        assert span.status.status_code is StatusCode.ERROR
+        assert ((span.attributes or {})["error.type"], (span.attributes or {})["job.error.code"]
+                ) == ("bad_input", "bad_input")
+    assert (process.attributes or {})["job.status"] == "failed"
+
+
+def test_telemetry_sweep_and_purge_join_each_job_trace(
+    host: Host, recorded: Recorded, table: TableClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import function_app
+
+    completed_id, _, _ = host.post()
+    host.deliver()  # completes: purged once expired
+    abandoned_id, _, _ = host.post()  # never delivered: abandoned after the message's life
+    sends = {(s.attributes or {})["job.id"]: s for s in recorded.named("send job-requests")}
+    later = datetime.now(UTC) + timedelta(days=30)
+    monkeypatch.setattr(function_app, "clock", lambda: later)
+    timer_invocation = host.timer()
+    sweep = the(recorded.named("sweep job"))
+    assert parent_of(sweep) == own(sends[abandoned_id])
+    assert links(sweep) == [ids(timer_invocation.trace_parent)]
+    assert sweep.status.status_code is StatusCode.ERROR
+    assert (sweep.attributes or {})["job.error.code"] == "abandoned"
+    purges = {(s.attributes or {})["job.id"]: s for s in recorded.named("purge job")}
+    assert set(purges) == {completed_id}  # the swept job expires a retention later
+    assert parent_of(purges[completed_id]) == own(sends[completed_id])
+    assert (purges[completed_id].attributes or {})["job.purged"] is True
+    assert recorded.total("jobs.swept", from_status="accepted") == 1
+    assert recorded.total("jobs.purged") == 1
+    assert recorded.total("jobs.finished", **{"job.status": "failed",
+                                              "job.error.code": "abandoned"}) == 1
+
+
+def test_telemetry_metrics_after_a_known_set_of_jobs(
+    host: Host, recorded: Recorded, register: Register, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import function_app
+
+    def refuses(job: JobMessage, progress: Any) -> dict[str, Any]:
+        raise JobFailed("bad_input", "the asset is not an image")
+
+    register("refuses", refuses)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    now = [start]
+    monkeypatch.setattr(function_app, "clock", lambda: now[0])
+    first, _, _ = host.post(key="metrics-1")
+    assert host.post(key="metrics-1")[0] == first  # a replay: queued again
+    host.post()
+    host.post({**EXAMPLE, "job_type": "refuses"})
+    cancelled, _, _ = host.post()
+    host.cancel(cancelled)
+    host.post()  # left accepted: the oldest waiting job
+    now[0] = start + timedelta(seconds=2.5)
+    for _ in range(5):  # the first job, its resent copy, the second, the refused, the cancelled
+        host.deliver()
+    host.functions["process_job"](queue_message("not a job message"))
+    forged = json.loads(host.queue.peek_messages()[0].content)
+    host.functions["process_job"](queue_message(json.dumps({**forged, "payload": {"x": 1}})))
+    now[0] = start + timedelta(seconds=90)
+    host.timer()
+
+    thumbnail, refused = {"job.type": "thumbnail"}, {"job.type": "refuses"}
+    assert recorded.total("jobs.submitted", **thumbnail, **{"jobs.replayed": False}) == 4
+    assert recorded.total("jobs.submitted", **thumbnail, **{"jobs.replayed": True}) == 1
+    assert recorded.total("jobs.submitted", **refused) == 1
+    assert recorded.total("jobs.resent", **thumbnail) == 1
+    # Deliveries that reached their job: the resent copy and the cancelled job's included.
+    assert recorded.total("jobs.attempts", **thumbnail) == 4
+    assert recorded.total("jobs.attempts", **refused) == 1
+    assert recorded.total("jobs.finished", **thumbnail, **{"job.status": "completed"}) == 2
+    assert recorded.total("jobs.finished", **thumbnail, **{"job.status": "cancelled"}) == 1
+    assert recorded.total("jobs.finished", **refused, **{
+        "job.status": "failed", "job.error.code": "bad_input"}) == 1
+    assert recorded.total("jobs.finished") == 4
+    assert recorded.total("jobs.messages.dropped", reason="malformed") == 1
+    assert recorded.total("jobs.messages.dropped", reason="digest_mismatch") == 1
+    assert recorded.total("jobs.messages.dropped") == 2
+    waits = {p.attributes["job.type"]: (p.count, p.total)
+             for p in recorded.metrics()["jobs.queue.wait"]}
+    assert waits == {"thumbnail": (2, 5.0), "refuses": (1, 2.5)}
+    runs = {(p.attributes["job.type"], p.attributes["job.status"]): p.count
+            for p in recorded.metrics()["jobs.run.duration"]}
+    assert runs == {("thumbnail", "completed"): 2, ("refuses", "failed"): 1}
+    [age] = recorded.metrics()["jobs.accepted.oldest_age"]
+    assert age.value == 90.0
+    assert "jobs.swept" not in recorded.metrics() and "jobs.purged" not in recorded.metrics()
+    assert all("customer" not in name for points in recorded.metrics().values()
+               for p in points for name in p.attributes)
