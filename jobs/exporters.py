@@ -32,6 +32,7 @@ OTLP_PROTOCOL = "http/protobuf"
 _PROTOCOL_SETTINGS = ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                       "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
 DEFAULT_SERVICE_NAME = "queue-backed-job"
+DEFAULT_SAMPLER = "parentbased_always_on"
 # Resource detectors for where this app runs; the distro's default list also has the Azure VM
 # detector, which asks the instance metadata endpoint on every start outside App Service.
 _RESOURCE_DETECTORS = "azure_app_service,azure_functions"
@@ -58,7 +59,7 @@ def configure_telemetry(environ: MutableMapping[str, str] | None = None) -> Expo
     if _sdk_already_configured():
         log.info("telemetry export already configured in this process; left as it is")
         return "already-configured"
-    _default_service_name(env)
+    _defaults(env)
     if azure:
         _configure_azure_monitor(env, with_otlp=otlp)
         return "azure-monitor+otlp" if otlp else "azure-monitor"
@@ -80,10 +81,18 @@ def _sdk_already_configured() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
-def _default_service_name(env: MutableMapping[str, str]) -> None:
-    """The app's name as `service.name` (cloud_RoleName) unless OTEL_* settings name one."""
+def _defaults(env: MutableMapping[str, str]) -> None:
+    """The app's defaults for what the OTEL_* settings leave open.
+
+    - `service.name` (cloud_RoleName in Application Insights): the app's name.
+    - The sampler: parent-based, so every span of a job follows the decision its submit made
+      (carried in the stored traceparent's sampled flag). The distro's own default samples
+      each span with a remote parent by an estimate of the last 0.1 s's span rate, so a job's
+      send span could be kept and its process span, under a burst, dropped.
+    """
     if "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         env.setdefault("OTEL_SERVICE_NAME", env.get("WEBSITE_SITE_NAME") or DEFAULT_SERVICE_NAME)
+    env.setdefault("OTEL_TRACES_SAMPLER", DEFAULT_SAMPLER)
     env.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", _RESOURCE_DETECTORS)
 
 

@@ -126,7 +126,7 @@ class OtlpReceiver(_Server):
             return list(self.received[path])
 
     def spans(self) -> list[dict[str, Any]]:
-        """Every span received, as dicts: name, kind, traceId and spanId in hex, attributes."""
+        """Every span received, as dicts: name, kind, ids in hex, times, status, attributes."""
         found = []
         for request in self._all("/v1/traces"):
             for resource_spans in request.resource_spans:
@@ -137,6 +137,10 @@ class OtlpReceiver(_Server):
                                       "trace_id": span.trace_id.hex(),
                                       "span_id": span.span_id.hex(),
                                       "parent_span_id": span.parent_span_id.hex(),
+                                      "start_ns": span.start_time_unix_nano,
+                                      "end_ns": span.end_time_unix_nano,
+                                      "status": span.status.code,
+                                      "links": [link.span_id.hex() for link in span.links],
                                       "scope": scope_spans.scope.name,
                                       "attributes": attributes(span.attributes),
                                       "resource": resource})
