@@ -78,10 +78,10 @@ def test_export_otlp_one_trace_per_job_metrics_and_log_attributes(otlp: OtlpRece
         assert {s["name"] for s in spans} >= JOB_SPANS
         assert {s["trace_id"] for s in spans} == {TRACE_ID}  # one trace across the queue hop
         assert {s["resource"]["service.name"] for s in spans} == {"jobs-under-test"}
-        eventually(lambda: _metric(otlp.metrics(), "jobs.finished", {
-            "job.type": "thumbnail", "job.status": "completed"}), "jobs.finished{thumbnail, completed}")
-        eventually(lambda: _metric(otlp.metrics(), "jobs.submitted",
-                                   {"job.type": "thumbnail"}),
+        finished = {"job.type": "thumbnail", "job.status": "completed"}
+        eventually(lambda: _metric(otlp.metrics(), "jobs.finished", finished),
+                   "jobs.finished{thumbnail, completed}")
+        eventually(lambda: _metric(otlp.metrics(), "jobs.submitted", {"job.type": "thumbnail"}),
                    "jobs.submitted{thumbnail}")
         logs = eventually(lambda: [r for r in otlp.logs() if r["body"] == "job completed"
                                    and r["attributes"].get("job_id") == job_id],
