@@ -7,6 +7,12 @@ sent, decoded, for a test to assert on.
     with IngestionStandIn() as ingestion:     # APPLICATIONINSIGHTS_CONNECTION_STRING=...
         ... ingestion.envelopes("Request")
 
+From a shell, either one prints a line for each span, log record and metric it receives
+(Ctrl-C stops it):
+
+    .venv/bin/python -m tests.support.receivers otlp --port 4318
+    .venv/bin/python -m tests.support.receivers ingestion --port 4319
+
 What they answer is what the real services answer:
 - OTLP/HTTP (the OTLP specification, "OTLP/HTTP Response"): 200 with a protobuf
   Export<Signal>ServiceResponse body, `Content-Type: application/x-protobuf`.
@@ -20,9 +26,12 @@ What they answer is what the real services answer:
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
+import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,9 +71,10 @@ def _body(handler: BaseHTTPRequestHandler) -> bytes:
 class _Server:
     """A threading HTTP server whose handler calls `self.answer(path, headers, body)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.lock = threading.Lock()
-        self.requests: list[tuple[str, bytes]] = []
+        #: Called with a line for each item received, when given (the command line prints).
+        self.echo: Callable[[str], None] | None = None
         answer = self.answer
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,7 +90,7 @@ class _Server:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -102,8 +112,8 @@ class _Server:
 class OtlpReceiver(_Server):
     """Decodes the `/v1/traces`, `/v1/metrics` and `/v1/logs` bodies with opentelemetry-proto."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(port)
         self.received: dict[str, list[Any]] = {path: [] for path in _OTLP}
 
     def answer(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -114,6 +124,9 @@ class OtlpReceiver(_Server):
         request.ParseFromString(body)
         with self.lock:
             self.received[path].append(request)
+        if self.echo is not None:
+            for line in _otlp_lines(path, request):
+                self.echo(line)
         return 200, {"Content-Type": "application/x-protobuf"}, \
             response_type().SerializeToString()
 
@@ -182,8 +195,8 @@ def attributes(pairs: Any) -> dict[str, Any]:
 class IngestionStandIn(_Server):
     """Application Insights ingestion on loopback: keeps every envelope POSTed to /v2.1/track."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(port)
         self.items: list[dict[str, Any]] = []
         self.live_metrics_requests = 0
 
@@ -203,6 +216,9 @@ class IngestionStandIn(_Server):
         items = _envelopes(body)
         with self.lock:
             self.items += items
+        if self.echo is not None:
+            for item in items:
+                self.echo(_envelope_line(item))
         answer = {"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
@@ -228,3 +244,54 @@ def _envelopes(body: bytes) -> list[dict[str, Any]]:
         loaded: list[dict[str, Any]] = json.loads(text)
         return loaded
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _otlp_lines(path: str, request: Any) -> list[str]:
+    """One line per span, log record or metric of an OTLP request."""
+    if path == "/v1/traces":
+        return [f"span    {span.trace_id.hex()} {span.name}"
+                for group in request.resource_spans for scope in group.scope_spans
+                for span in scope.spans]
+    if path == "/v1/logs":
+        return [f"log     {record.trace_id.hex() or '-' * 32} {record.body.string_value} "
+                f"job_id={attributes(record.attributes).get('job_id', '-')}"
+                for group in request.resource_logs for scope in group.scope_logs
+                for record in scope.log_records]
+    return [f"metric  {metric.name}" for group in request.resource_metrics
+            for scope in group.scope_metrics for metric in scope.metrics]
+
+
+def _envelope_line(item: dict[str, Any]) -> str:
+    """One line per Application Insights envelope: its type, operation id and name."""
+    base = item.get("data", {}).get("baseData", {})
+    name = base.get("name") or base.get("message") or ",".join(
+        m.get("name", "") for m in base.get("metrics", []))
+    kind = str(item.get("data", {}).get("baseType", "")).removesuffix("Data")
+    operation = item.get("tags", {}).get("ai.operation.id", "-")
+    return f"{kind:<17} {operation} {name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one receiver on loopback until Ctrl-C, printing what arrives."""
+    parser = argparse.ArgumentParser(prog="python -m tests.support.receivers")
+    parser.add_argument("kind", choices=["otlp", "ingestion"])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    receiver: _Server = OtlpReceiver(args.port) if args.kind == "otlp" else IngestionStandIn(
+        args.port)
+    receiver.echo = lambda line: print(line, flush=True)
+    with receiver:
+        if isinstance(receiver, IngestionStandIn):
+            print(f"APPLICATIONINSIGHTS_CONNECTION_STRING={receiver.connection_string()}",
+                  flush=True)
+        else:
+            print(f"OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
