@@ -49,6 +49,41 @@ def test_exporters_refuse_an_otlp_protocol_they_do_not_ship(name: str) -> None:
     assert "OTEL_SERVICE_NAME" not in env  # refused before anything was set up
 
 
+def _configure_in_a_new_process(env: dict[str, str], script: str) -> list[str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
+    done = subprocess.run([sys.executable, "-c", script], env={**base, **env}, cwd=ROOT,
+                          check=True, capture_output=True, text=True, timeout=60)
+    return done.stdout.split()
+
+
+def test_exporters_otlp_sets_the_app_defaults_and_leaves_a_configured_sdk_alone() -> None:
+    script = ("import os, logging\n"
+              "from opentelemetry import trace\n"
+              "from jobs.exporters import configure_telemetry\n"
+              "env = os.environ\n"
+              "print(configure_telemetry(), env['OTEL_SERVICE_NAME'], env['OTEL_TRACES_SAMPLER'],\n"
+              "      type(trace.get_tracer_provider()).__name__)\n"
+              "handlers = len(logging.getLogger().handlers)\n"
+              "print(configure_telemetry(), len(logging.getLogger().handlers) - handlers)\n")
+    out = _configure_in_a_new_process({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+                                      script)
+    assert out == ["otlp", "queue-backed-job", "parentbased_always_on", "TracerProvider",
+                   "already-configured", "0"]
+
+
+def test_exporters_keep_a_service_name_and_sampler_the_settings_give() -> None:
+    script = ("import os\n"
+              "from jobs.exporters import configure_telemetry\n"
+              "configure_telemetry()\n"
+              "env = os.environ\n"
+              "print(env.get('OTEL_SERVICE_NAME', '-'), env['OTEL_TRACES_SAMPLER'])\n")
+    out = _configure_in_a_new_process({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                                       "OTEL_RESOURCE_ATTRIBUTES": "service.name=mine",
+                                       "OTEL_TRACES_SAMPLER": "traceidratio"}, script)
+    assert out == ["-", "traceidratio"]
+
+
 @pytest.fixture
 def exported() -> Iterator[tuple[logging.Logger, InMemoryLogRecordExporter]]:
     """A logger whose one handler is the SDK's OpenTelemetry handler, with ContextFields."""
