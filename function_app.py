@@ -291,7 +291,9 @@ def openapi_json() -> str:
 def invocation_context(context: func.Context) -> Context | None:
     """The host's W3C trace context of this invocation, which the job's spans join or link.
 
-    The Python worker hands it over on `context.trace_context` but does not make it current.
+    The Python worker hands it over on `context.trace_context`, and makes it current only
+    with PYTHON_ENABLE_OPENTELEMETRY set (Dispatcher.configure_opentelemetry in
+    azure_functions_worker/dispatcher.py); passed on explicitly, it holds either way.
     """
     found = context.trace_context
     if found is None:  # a caller that is no host

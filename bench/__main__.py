@@ -2,8 +2,10 @@
 
     python -m bench                    (make bench: the full run, into bench/)
     python -m bench --quick --out DIR  (make test runs this: a few samples, a few dozen jobs)
+    python -m bench --only telemetry   (the telemetry overhead alone, printed, nothing written)
 
-In-process figures first, on one private Azurite; then, through the latency proxy at each
+In-process figures first, on one private Azurite (the telemetry overhead among them, each
+side in child processes of its own); then, through the latency proxy at each
 storage delay, what a job holds a worker thread for and the end-to-end runs through a fresh
 local host; then handlers that wait on I/O, sync against async; then cold start and the
 idle latency. Nothing here asserts on speed: it measures and reports.
@@ -19,7 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, endtoend, idle, inprocess, iowait, machine, pool, report
+from bench import (
+    coldstart,
+    endtoend,
+    idle,
+    inprocess,
+    iowait,
+    machine,
+    pool,
+    report,
+    telemetry,
+)
 from bench.latency_proxy import Proxy
 from tests.support.azurite import Azurite
 
@@ -50,6 +62,9 @@ class Plan:
     cold_starts: int
     idle_jobs: int
     idle_gap_seconds: float
+    #: Jobs per child process and child processes per side of the telemetry overhead.
+    telemetry_jobs: int
+    telemetry_rounds: int
 
 
 FULL = Plan(samples=200, warmup=20, naive_samples=150, transaction_batch=16,
@@ -57,11 +72,11 @@ FULL = Plan(samples=200, warmup=20, naive_samples=150, transaction_batch=16,
             queue_variants=((20.0, 10, 8, 2), (5.0, 6, 4, 2)),
             thread_time_samples=40, io_jobs=160, io_threads=(6, 24),
             pool_threads=(6, 10, 16, 24), pool_calls=1000, cold_starts=5, idle_jobs=10,
-            idle_gap_seconds=3.0)
+            idle_gap_seconds=3.0, telemetry_jobs=50, telemetry_rounds=12)
 QUICK = Plan(samples=10, warmup=2, naive_samples=6, transaction_batch=16, delays_ms=(5.0,),
              threads=(6,), latency_jobs=30, queue_variants=(), thread_time_samples=5,
              io_jobs=24, io_threads=(6,), pool_threads=(12,), pool_calls=48, cold_starts=1,
-             idle_jobs=2, idle_gap_seconds=0.5)
+             idle_jobs=2, idle_gap_seconds=0.5, telemetry_jobs=10, telemetry_rounds=2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -69,8 +84,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few samples, a few dozen jobs")
     parser.add_argument("--out", type=Path, default=report.HERE, help="where to write")
+    parser.add_argument("--only", choices=["telemetry"],
+                        help="measure this alone and print it; write nothing")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.only == "telemetry":
+        print(telemetry_only(plan))
+        return
     started = time.monotonic()
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -97,6 +117,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"wrote {args.out}/results.json, results.md and latency.png")
 
 
+def telemetry_only(plan: Plan) -> str:
+    """The telemetry overhead on a private Azurite, as its Markdown section."""
+    described = machine.describe()
+    azurite = Azurite()
+    azurite.start()
+    try:
+        figures = telemetry.run(azurite.connection_string, jobs=plan.telemetry_jobs,
+                                rounds=plan.telemetry_rounds)
+    finally:
+        azurite.stop()
+    return (f"{report.machine_line(described)}; load average {described['load']} at the "
+            f"start\n\n" + report.telemetry_table(figures, asdict(plan)))
+
+
 def in_process(plan: Plan) -> dict[str, Any]:
     """Overheads, client reuse, transaction counts, and a job's thread time at each delay."""
     azurite = Azurite()
@@ -110,6 +144,11 @@ def in_process(plan: Plan) -> dict[str, Any]:
                                        warmup=plan.warmup // 2)
         print("in process: storage transactions per job ...", flush=True)
         counts = inprocess.count_transactions(rig, batch=plan.transaction_batch)
+        print(f"in process: telemetry on vs off, {plan.telemetry_rounds} x "
+              f"{plan.telemetry_jobs} jobs a side ...", flush=True)
+        overhead_of_telemetry = telemetry.run(azurite.connection_string,
+                                              jobs=plan.telemetry_jobs,
+                                              rounds=plan.telemetry_rounds)
         thread_time = {}
         for delay in plan.delays_ms:
             print(f"in process: one job's thread time at {delay:g} ms per request ...",
@@ -123,7 +162,7 @@ def in_process(plan: Plan) -> dict[str, Any]:
     finally:
         azurite.stop()
     return {"overhead": overhead, "client_reuse": reuse, "transactions": counts,
-            "thread_time": thread_time}
+            "thread_time": thread_time, "telemetry": overhead_of_telemetry}
 
 
 def latency(plan: Plan) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]]]:

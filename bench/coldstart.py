@@ -24,7 +24,7 @@ from tests.support.azurite import Azurite
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_IMPORT_MS = 300.0
 #: Packages only some deployments need: they must not be imported by `import function_app`.
-OPTIONAL = ("azure.identity", "msal")
+OPTIONAL = ("azure.identity", "msal", "opentelemetry.sdk")
 CHILD = """
 import json, sys, time
 started = time.time()

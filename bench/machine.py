@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("azure-functions", "azure-functions-validation", "azure-data-tables",
-            "azure-storage-queue", "azure-core", "pydantic")
+            "azure-storage-queue", "azure-core", "pydantic", "opentelemetry-api",
+            "opentelemetry-sdk")
 
 
 def describe() -> dict[str, Any]:

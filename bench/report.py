@@ -14,6 +14,7 @@ from bench.handlers import NOOP
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 1.15
+TELEMETRY_GOAL = 1.10
 # Why a job costs more transactions than the minimum, for the rows that can.
 EXTRAS = {
     "first use": "once per process, when the store is first used (create_table_if_not_exists)",
@@ -30,7 +31,7 @@ def write(results: Mapping[str, Any], samples: Mapping[str, Mapping[str, list[fl
     text = markdown(results)
     (out / "results.md").write_text(text, encoding="utf-8")
     overflows = any(run["tcp"].get("listen_overflows") for run in results["latency"].values())
-    plot(samples, out / "latency.png", subtitle=_machine_line(results["machine"]),
+    plot(samples, out / "latency.png", subtitle=machine_line(results["machine"]),
          mark_retry_step=overflows)
     return text
 
@@ -40,12 +41,13 @@ def markdown(results: Mapping[str, Any]) -> str:
     kind = "`python -m bench --quick`" if results.get("quick") else "`make bench`"
     parts = [
         f"# Benchmark results ({kind})\n",
-        f"{_machine_line(results['machine'])}; load average {results['machine'].get('load')} "
+        f"{machine_line(results['machine'])}; load average {results['machine'].get('load')} "
         f"at the start; {results['generated_at']}; {kind} took "
         f"{results['runtime_seconds']:.0f} s.\n",
         _overhead_table(results["overhead"], results["settings"]),
         _reuse_table(results["client_reuse"]),
         _transactions_table(results["transactions"]),
+        telemetry_table(results["telemetry"], results["settings"]),
         _thread_time_table(results["thread_time"]),
         _latency_table(results["latency"], results["thread_time"], results["settings"],
                        results["machine"]),
@@ -57,7 +59,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _machine_line(machine: Mapping[str, Any]) -> str:
+def machine_line(machine: Mapping[str, Any]) -> str:
     return (f"{machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, "
             f"Python {machine['python']}, Azurite {machine['azurite']}")
 
@@ -125,6 +127,24 @@ def _per_job(count: int, batch: int) -> str:
 
 def _ops(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{count} {op}" for op, count in counts.items())
+
+
+def telemetry_table(figures: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    rows = []
+    for side, label in (("off", "off: the API alone, no SDK"),
+                        ("on", "on: SDK, in-memory span exporter and metric reader")):
+        run = figures[side]
+        rows.append([label, run["jobs"], run["jobs_per_s"], run["latency"]["p50_ms"],
+                     run["latency"]["p95_ms"], run["cpu_ms_per_job"]])
+    ratios = (f"on / off, medians over the rounds: throughput **{figures['throughput_ratio']:.3f}"
+              f"x** (off jobs/s over on), p50 latency **{figures['p50_ratio']:.3f}x**, p95 "
+              f"{figures['p95_ratio']:.3f}x, CPU per job **{figures['cpu_ratio']:.3f}x**; "
+              f"{figures['spans_per_job']} spans per job; goal at most {TELEMETRY_GOAL:.2f}x.")
+    return (f"## Telemetry overhead, in process ({settings['telemetry_rounds']} rounds of two "
+            f"child processes, off and on, {settings['telemetry_jobs']} sequential jobs each, "
+            "POST to delete)\n\n"
+            + _table(["telemetry", "jobs", "jobs/s", "p50 ms", "p95 ms", "CPU ms/job"], rows)
+            + "\n" + ratios + "\n")
 
 
 def _thread_time_table(thread_time: Mapping[str, Any]) -> str:

@@ -113,7 +113,9 @@ def _delivery_span(name: str, message: JobMessage | None, invocation: Context | 
     parent, links = (invocation, []) if message is None else telemetry.joined(message, invocation)
     attributes = telemetry.messaging_attributes("process", queue=queue, message_id=message_id,
                                                 dequeue_count=dequeue_count)
-    if message is not None:
+    if message is None:
+        attributes["job.dropped.reason"] = "malformed"
+    else:
         attributes.update(telemetry.job_attributes(message))
     with telemetry.span(name, kind=SpanKind.CONSUMER, parent=parent, links=links,
                         attributes=attributes) as span:

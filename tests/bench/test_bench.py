@@ -32,7 +32,7 @@ def test_bench_quick_completes_and_writes_its_figures(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=570)
     assert run.returncode == 0, run.stderr[-3000:]
-    for heading in ("Storage transactions per job", "Under storage latency",
+    for heading in ("Storage transactions per job", "Telemetry overhead", "Under storage latency",
                     "Handlers that wait 100-500 ms", "Threads sharing one table client",
                     "Cold start", "Idle latency"):
         assert heading in run.stdout
@@ -43,6 +43,9 @@ def test_bench_quick_completes_and_writes_its_figures(tmp_path: Path) -> None:
     assert all(r["jobs"] > 0 for r in results["io_wait"])
     assert sum(results["transactions"]["bench_noop"]["one GET per job"].values()) > 0
     assert results["cold_start"]["optional_imported"] == []
+    telemetry = results["telemetry"]
+    assert telemetry["on"]["jobs"] == telemetry["off"]["jobs"] > 0
+    assert telemetry["spans_per_job"] >= 2  # the on side really traced: send and process
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -36,7 +36,7 @@ from tests.support.functions import (
     queue_message,
     response_json,
 )
-from tests.support.jobs_api import EXAMPLE, URL, Functions
+from tests.support.jobs_api import EXAMPLE, URL, Functions, status
 from tests.support.telemetry import Recorded, readers
 
 Register = Callable[..., None]
@@ -368,6 +368,9 @@ def test_telemetry_sweep_and_purge_join_each_job_trace(
     assert set(purges) == {completed_id}  # the swept job expires a retention later
     assert parent_of(purges[completed_id]) == own(sends[completed_id])
     assert (purges[completed_id].attributes or {})["job.purged"] is True
+    # Measured after the sweep: the job it failed no longer waits.
+    [age] = recorded.metrics()["jobs.accepted.oldest_age"]
+    assert age.value == 0.0
     assert recorded.total("jobs.swept", from_status="accepted") == 1
     assert recorded.total("jobs.purged") == 1
     assert recorded.total("jobs.finished", **{"job.status": "failed",
@@ -392,8 +395,9 @@ def test_telemetry_metrics_after_a_known_set_of_jobs(
     host.post({**EXAMPLE, "job_type": "refuses"})
     cancelled, _, _ = host.post()
     host.cancel(cancelled)
-    host.post()  # left accepted: the oldest waiting job
-    now[0] = start + timedelta(seconds=2.5)
+    now[0] = start + timedelta(seconds=10)
+    host.post()  # left accepted: the oldest job waiting, younger than the finished ones
+    now[0] = start + timedelta(seconds=12.5)
     for _ in range(5):  # the first job, its resent copy, the second, the refused, the cancelled
         host.deliver()
     host.functions["process_job"](queue_message("not a job message"))
@@ -420,12 +424,84 @@ def test_telemetry_metrics_after_a_known_set_of_jobs(
     assert recorded.total("jobs.messages.dropped") == 2
     waits = {p.attributes["job.type"]: (p.count, p.total)
              for p in recorded.metrics()["jobs.queue.wait"]}
-    assert waits == {"thumbnail": (2, 5.0), "refuses": (1, 2.5)}
+    assert waits == {"thumbnail": (2, 25.0), "refuses": (1, 12.5)}
     runs = {(p.attributes["job.type"], p.attributes["job.status"]): p.count
             for p in recorded.metrics()["jobs.run.duration"]}
     assert runs == {("thumbnail", "completed"): 2, ("refuses", "failed"): 1}
     [age] = recorded.metrics()["jobs.accepted.oldest_age"]
-    assert age.value == 90.0
+    assert age.value == 80.0
     assert "jobs.swept" not in recorded.metrics() and "jobs.purged" not in recorded.metrics()
     assert all("customer" not in name for points in recorded.metrics().values()
                for p in points for name in p.attributes)
+
+
+def test_telemetry_rows_and_messages_from_before_trace_context_still_work(
+    host: Host, recorded: Recorded, table: TableClient,
+) -> None:
+    job_id, _, out = host.post()
+    message = json.loads(out.get() or "")
+    entity = table.get_entity(job_id, "job")
+    for field in ("traceparent", "tracestate"):
+        message.pop(field, None)
+        entity.pop(field, None)
+    table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+    assert "traceparent" not in table.get_entity(job_id, "job")
+    host.queue.clear_messages()
+    host.queue.send_message(json.dumps(message))
+    invocation, failed = host.deliver()
+    assert failed is None
+    process = the(recorded.named("process job-requests"))
+    # No stored context: the delivery's own invocation is the parent, and nothing is linked.
+    assert parent_of(process) == ids(invocation.trace_parent)
+    assert links(process) == []
+    assert (process.attributes or {})["job.status"] == "completed"
+    assert "traceparent" not in table.get_entity(job_id, "job")
+    code, view = status(host.functions, job_id)  # the row is read, not only written
+    assert (code, view["status"]) == (200, "completed")
+
+
+def test_telemetry_a_changed_traceparent_never_reaches_the_row(
+    host: Host, recorded: Recorded, table: TableClient,
+) -> None:
+    """The trace context is outside the job id's digest: a message whose context was
+    changed still names its job, so it acts as an exact replay would, but its context is
+    never written to the row; only the spans of that delivery go elsewhere."""
+    job_id, _, out = host.post()
+    stored = table.get_entity(job_id, "job")["traceparent"]
+    elsewhere = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    host.queue.clear_messages()
+    host.queue.send_message(json.dumps({**json.loads(out.get() or ""),
+                                        "traceparent": elsewhere}))
+    host.deliver()
+    row = table.get_entity(job_id, "job")
+    assert (row["status"], row["traceparent"]) == ("completed", stored)
+    process = the(recorded.named("process job-requests"))
+    assert parent_of(process) == ids(elsewhere)
+
+
+# W3C tracestate: up to 32 list members, each value up to 256 characters.
+@pytest.mark.parametrize("tracestate", [
+    pytest.param("", id="none"),
+    pytest.param(",".join(f"k{i:02}={'x' * 41}" for i in range(11)), id="505-characters"),
+    pytest.param(",".join(f"k{i:02}={'x' * 250}" for i in range(32)), id="longer"),
+])
+def test_telemetry_the_largest_body_with_any_trace_context_fits_a_queue_message(
+    functions: Functions, table: TableClient, job_queue: QueueClient, tracestate: str,
+) -> None:
+    from function_app import MAX_BODY_BYTES
+
+    longest = {**EXAMPLE, "customer_id": "c" * 128}
+    skeleton = json.dumps({**longest, "payload": {"blob": ""}}).encode()
+    body = {**longest, "payload": {"blob": "\u00e9" * ((MAX_BODY_BYTES - len(skeleton)) // 2)}}
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    assert MAX_BODY_BYTES - 2 <= len(raw) <= MAX_BODY_BYTES
+    out = CapturingOut()
+    context = InvocationContext("submit_job", TraceContext(new_root().trace_parent, tracestate))
+    response = functions["submit_job"](
+        post_json(URL, raw, headers={"X-Correlation-Id": "x" * 128}), job_message=out,
+        context=context)
+    assert response.status_code == 202
+    message = json.loads(out.get() or "")
+    # Kept while W3C asks it to be propagated (512 characters), dropped past that.
+    assert message.get("tracestate", "") == (tracestate if len(tracestate) <= 512 else "")
+    job_queue.send_message(out.get())  # Azure and Azurite refuse a message over 64 KiB encoded

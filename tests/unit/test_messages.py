@@ -47,6 +47,35 @@ def test_messages_new_message_names_its_job_and_any_change_names_another() -> No
         assert not names_its_job(forged) and job_id_for(forged) != job.job_id
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_messages_trace_context_round_trips_outside_the_digest() -> None:
+    job = new_job_message(job_type="thumbnail", customer_id="cust", payload={},
+                          submitted_at=MESSAGE.submitted_at, correlation_id="c",
+                          nonce=uuid.uuid4().hex)
+    traced = dataclasses.replace(job, traceparent=TRACEPARENT, tracestate="v=1")
+    assert decode_message(encode_message(traced).encode()) == traced
+    # The same job, whatever trace it was submitted in: the id binds the job alone.
+    assert names_its_job(traced) and job_id_for(traced) == job_id_for(job)
+    assert "traceparent" not in json.loads(encode_message(job))
+
+
+@pytest.mark.parametrize("trace", [
+    {"traceparent": "00-xyz"},
+    {"traceparent": TRACEPARENT.upper()},
+    {"traceparent": 12},
+    {"traceparent": TRACEPARENT, "tracestate": ["v=1"]},
+    {"traceparent": TRACEPARENT, "tracestate": "v=" + "x" * 600},
+])
+def test_messages_malformed_trace_context_is_dropped_not_the_message(trace: dict[str, object]
+                                                                     ) -> None:
+    body = {**json.loads(encode_message(MESSAGE)), **trace}
+    decoded = decode_message(json.dumps(body).encode())
+    assert dataclasses.replace(decoded, traceparent="", tracestate="") == MESSAGE
+    assert decoded.traceparent in ("", TRACEPARENT) and decoded.tracestate == ""
+
+
 def test_messages_job_id_survives_the_queue_and_ignores_key_order() -> None:
     job = new_job_message(job_type="t", customer_id="c",
                           payload={"b": 1, "a": {"y": 0.1, "x": -0.0}},
