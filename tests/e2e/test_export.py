@@ -72,7 +72,9 @@ def eventually(probe: Callable[[], Any], what: str, timeout: float = 20) -> Any:
 
 
 def test_export_otlp_one_trace_per_job_metrics_and_log_attributes(otlp: OtlpReceiver) -> None:
-    with run_job({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, **FAST_EXPORT}) as job_id:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_EXPORTER_OTLP_HEADERS": "api-key=k-1",
+           **FAST_EXPORT}
+    with run_job(env) as job_id:
         spans = eventually(lambda: _job_spans(otlp.spans(), job_id), "the job's send and "
                            "process spans")
         assert {s["name"] for s in spans} >= JOB_SPANS
@@ -96,6 +98,9 @@ def test_export_otlp_one_trace_per_job_metrics_and_log_attributes(otlp: OtlpRece
         assert record["span_id"] in {s["span_id"] for s in otlp.spans()
                                      if s["trace_id"] == TRACE_ID}
         assert process["attributes"]["job.id"] == job_id
+    # Every export carried the header the standard setting names, as protobuf.
+    assert {(h.get("api-key"), h.get("content-type")) for h in otlp.headers} == {
+        ("k-1", "application/x-protobuf")}
 
 
 def test_export_azure_monitor_operation_id_and_custom_dimensions(

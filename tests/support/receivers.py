@@ -75,13 +75,16 @@ class _Server:
         self.lock = threading.Lock()
         #: Called with a line for each item received, when given (the command line prints).
         self.echo: Callable[[str], None] | None = None
-        answer = self.answer
+        #: The headers of every request received, in order.
+        self.headers: list[dict[str, str]] = []
+        answer, headers = self.answer, self.headers
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
-                status, headers, payload = answer(self.path, _body(self))
+                headers.append({k.lower(): v for k, v in self.headers.items()})
+                status, sent, payload = answer(self.path, _body(self))
                 self.send_response(status)
-                for name, value in headers.items():
+                for name, value in sent.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
