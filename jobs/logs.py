@@ -119,7 +119,7 @@ def configure_logging() -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("jobs").setLevel(logging.INFO)
     root = logging.getLogger()
-    if not any(not is_export_handler(handler) for handler in root.handlers):
+    if all(is_export_handler(handler) for handler in root.handlers):
         root.addHandler(logging.StreamHandler(sys.stderr))
     for handler in root.handlers:
         if not any(isinstance(f, ContextFields) for f in handler.filters):
