@@ -7,7 +7,7 @@ import logging
 from opentelemetry.context import Context
 
 from jobs import lifecycle, telemetry
-from jobs.errors import JobNotFound
+from jobs.errors import InvalidTransition, JobNotFound
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
 from jobs.models import JobRecord, JobStatus
@@ -44,13 +44,15 @@ def cancel(store: JobStore, job_id: str, *, settings: Settings, clock: Clock = u
         return lifecycle.cancel(record, now=clock(), retention=settings.retention)
 
     parent, links = telemetry.joined(found.record, invocation)
+    # A finished job refused (409 to the client) is the client's error, not the span's.
     with telemetry.span("cancel job", parent=parent, links=links,
-                        attributes=telemetry.job_attributes(found.record)) as span:
+                        attributes=telemetry.job_attributes(found.record),
+                        benign=(InvalidTransition,)) as span:
         final = store.update(job_id, decide, known=found).record
         span.set_attribute("job.status", final.status.value)
         if changed:
             telemetry.record_finished(final)
-    log.info("job cancelled", extra=job_fields(final))
+        log.info("job cancelled", extra=job_fields(final))
     return final
 
 

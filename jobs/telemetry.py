@@ -94,7 +94,13 @@ def job_context(job: JobMessage | JobRecord) -> Context | None:
 
 
 def customer_hash(customer_id: str) -> str:
-    """A stable, short stand-in for a customer id: trace storage never holds the id itself."""
+    """A stable, short stand-in for a customer id on spans.
+
+    Traces are read widely and kept by the trace store's own retention, and a customer id
+    may identify a person: spans carry the first 16 hex digits of its SHA-256, enough to
+    group and count by customer, while the logs keep the id itself for a lookup. Unsalted,
+    it hides the id from a reader, not from someone who can guess ids and hash them.
+    """
     return hashlib.sha256(customer_id.encode()).hexdigest()[:16]
 
 
