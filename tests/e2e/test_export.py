@@ -141,6 +141,11 @@ def test_export_both_settings_send_the_same_trace_to_both(
         eventually(lambda: ingestion.envelopes(
             "Request", lambda e: _properties(e).get("job.id") == job_id
             and _tags(e)["ai.operation.id"] == TRACE_ID), "the same trace in the stand-in")
+        eventually(lambda: [r for r in otlp.logs() if r["attributes"].get("job_id") == job_id],
+                   "the job's log records over OTLP")
+        eventually(lambda: ingestion.envelopes(
+            "Message", lambda e: _properties(e).get("job_id") == job_id),
+            "the job's log records in the stand-in")
 
 
 def _job_spans(spans: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]] | None:
