@@ -71,8 +71,8 @@ explore: install
 bench: install
 	$(BIN)/python -m bench
 
-# Checks every az command and flag on docs/deploy.md and docs/security.md against the --help of
-# the azure-cli at AZ (no login needed), e.g. make check-az AZ=/opt/azcli/bin/az
+# Checks every az command and flag on docs/deploy.md, docs/security.md and docs/operations.md
+# against the --help of the azure-cli at AZ (no login needed), e.g. make check-az AZ=/opt/azcli/bin/az
 AZ ?=
 check-az: install
 	AZ=$(AZ) $(BIN)/python -m pytest -m azcli tests/unit/test_docs_az_commands.py -q -p no:cacheprovider

@@ -32,6 +32,7 @@ from jobs.errors import (
     MessageTooLarge,
     StorageUnavailable,
 )
+from jobs.exporters import configure_telemetry
 from jobs.handlers import load_handler_modules
 from jobs.headers import (
     CORRELATION_ID_PATTERN,
@@ -114,6 +115,8 @@ def no_store(handler: Callable[..., func.HttpResponse]) -> Callable[..., func.Ht
     return answer
 
 
+# Export first: configure_logging gives the exporter's log handler the context fields too.
+configure_telemetry()
 configure_logging()
 # Module globals, read at each call: a test may swap the settings or move the clock.
 settings = get_settings()

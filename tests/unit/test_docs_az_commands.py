@@ -1,4 +1,5 @@
-"""Every `az` command on the deploy and security pages exists, with every flag it is given.
+"""Every `az` command on the deploy, security and operations pages exists, with every flag it
+is given.
 
 Opt-in (marker `azcli`): `make check-az AZ=/path/to/az` runs it against that azure-cli's
 `az <command> --help`, which needs no login. Without AZ it is skipped.
@@ -18,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.azcli
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "docs" / "deploy.md", ROOT / "docs" / "security.md"]
+PAGES = [ROOT / "docs" / "deploy.md", ROOT / "docs" / "security.md",
+         ROOT / "docs" / "operations.md"]
 _BLOCK = re.compile(r"^ *```bash\n(.*?)^ *```", re.S | re.M)
 # `az` where a command starts: line start, after $( or a shell operator.
 _AZ_START = re.compile(r"(?:^|\$\(|&&|\|\||;|\|)\s*(az\s)")
