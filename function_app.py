@@ -43,6 +43,8 @@ from jobs.headers import (
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import configure_logging, log_context
 from jobs.models import (
+    JOB_QUEUE,
+    POISON_QUEUE,
     ErrorBody,
     ErrorDetail,
     JobAccepted,
@@ -59,9 +61,7 @@ from jobs.submission import submit
 # The job message adds under 1 KiB to the body and must stay within the queue's 48 KiB of
 # text (64 KiB once base64-encoded); a larger re-encoded message is refused with 413 too.
 MAX_BODY_BYTES = 47 * 1024
-JOB_QUEUE = telemetry.JOB_QUEUE
 JOBS_ROUTE = "jobs"
-POISON_QUEUE = telemetry.POISON_QUEUE
 RETRY_AFTER_SECONDS = "1"
 # Storage is down for seconds at least: a client waits longer than between polls.
 UNAVAILABLE_RETRY_AFTER_SECONDS = "5"

@@ -41,6 +41,10 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 
 
 # Every text a row stores is bounded, so no write can fail on the 64 KiB property limit.
+#: The queue the submit writes and the worker reads, and where the host moves a message that
+#: failed every delivery.
+JOB_QUEUE = "job-requests"
+POISON_QUEUE = f"{JOB_QUEUE}-poison"
 MAX_ERROR_CODE = 64
 MAX_ERROR_MESSAGE = 1024
 MAX_PROGRESS_MESSAGE = 200

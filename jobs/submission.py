@@ -41,9 +41,8 @@ from jobs.errors import IdempotencyKeyReused, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
 from jobs.messages import encode_message, new_job_message
-from jobs.models import JobMessage, JobRecord, JobStatus, JobSubmissionRequest
+from jobs.models import JOB_QUEUE, JobMessage, JobRecord, JobStatus, JobSubmissionRequest
 from jobs.store import IdempotencyKey, JobStore, Versioned
-from jobs.telemetry import JOB_QUEUE
 
 log = logging.getLogger(__name__)
 # Each round is decided on a key row that changed since the last; past this many the

@@ -27,14 +27,13 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from jobs.models import JOB_QUEUE
+
 if TYPE_CHECKING:
     from jobs.models import JobMessage, JobRecord
 
 #: The instrumentation scope: the tracer's and the meter's name.
 SCOPE = "jobs"
-#: The queue the submit writes and the worker reads.
-JOB_QUEUE = "job-requests"
-POISON_QUEUE = f"{JOB_QUEUE}-poison"
 # OpenTelemetry registers no `messaging.system` value for Azure Storage Queues (it has
 # `servicebus` and `eventhubs`); this name follows their pattern.
 MESSAGING_SYSTEM = "azure.storage.queue"

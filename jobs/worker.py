@@ -41,11 +41,19 @@ from jobs.handlers import find_handler
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields, log_context
 from jobs.messages import decode_message, names_its_job
-from jobs.models import Claim, JobError, JobMessage, JobRecord, JobStatus, Progress
+from jobs.models import (
+    JOB_QUEUE,
+    POISON_QUEUE,
+    Claim,
+    JobError,
+    JobMessage,
+    JobRecord,
+    JobStatus,
+    Progress,
+)
 from jobs.settings import Settings
 from jobs.store import MAX_TEXT_PROPERTY, Decide, JobStore, Versioned
 from jobs.submission import accepted_record
-from jobs.telemetry import JOB_QUEUE, POISON_QUEUE
 
 log = logging.getLogger(__name__)
 
