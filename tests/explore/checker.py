@@ -32,7 +32,9 @@ INVARIANTS = {
     "nothing_lost": "every job answered 202 is terminal at quiescence, or purged after its "
                     "retention",
     "no_row_forgotten": "at quiescence no job row is left accepted or running",
-    "purge_after_retention": "a job row disappears only in a purge run, after its retention",
+    "purge_after_retention": "a job row disappears only in a purge run, after its retention "
+                             "(measured on the clocks of the instances that finished and "
+                             "purged it: early by at most the skew between them)",
     "no_500": "no HTTP function answers 500 (or raises)",
     "retry_after": "every 503 carries Retry-After",
     "cancel_means_cancelled": "a DELETE answered 200 means the job is cancelled; 409 only for "
@@ -120,8 +122,13 @@ class PurgeRun:
     now: datetime
     retention: timedelta
     abandon_after: timedelta
-    #: It ran while another operation was in flight, which may have finished a job first.
+    #: It ran while another operation was in flight, or a write held in the network landed
+    #: during it: either may have finished a job first.
     overlapped: bool = False
+    #: The largest difference between two instances' clocks. A job another writer finished
+    #: during the run carries that writer's stamps, which may be this much earlier than the
+    #: `updated_at` an instance with a faster clock wrote before.
+    clock_spread: timedelta = timedelta(0)
 
 
 @dataclass
@@ -274,8 +281,9 @@ class Checker:
         if before.status in TERMINAL:
             due = before.expires_at
         elif purge.overlapped:
-            # Finished by the other operation no earlier than its last update, then expired.
-            due = before.updated_at + purge.retention
+            # Finished by another writer after the update seen last, then expired. Its clock
+            # may be behind the clock that stamped that update, by up to the clock spread.
+            due = before.updated_at - purge.clock_spread + purge.retention
         elif before.status == "running":
             due = before.updated_at + purge.abandon_after + purge.retention
         else:

@@ -7,7 +7,7 @@ as a regression test once resolved. While a violation stands, its test is marked
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -97,3 +97,112 @@ def test_found_a_late_delete_of_an_earlier_rounds_row_never_meets_the_told_job(
         state.guarantees_hold()
     finally:
         state.teardown()
+
+
+def test_found_a_job_finished_on_a_slower_clock_is_purged_on_that_clock(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first delivery on an instance 2 minutes ahead claims the job (its claim lands late,
+    stamped `updated_at` 00:06); the takeover delivery on a right clock completes it at
+    00:04, and with retention 0 the purge at 00:04 deletes it. Both are right on their own
+    clocks; the checker's bound for a job finished during a purge run must allow for the
+    skew between the two writers' clocks (FOUND.md 4)."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        state.configure(max_dequeue_count=5, retention=timedelta(0),
+                        abandon_after=timedelta(minutes=3))
+        keys_0 = state.first_key()
+        state.guarantees_hold()
+        (jobs_0,) = state.overlap(after=True, at=0, data=Draws("a", "b"), first="submit",
+                                  job=None, key=keys_0, plan={}, script=[], second="submit")
+        state.guarantees_hold()
+        state.deliver(crash=False, data=Draws("m1"), plan={}, script=["nested_sweep", "ok"],
+                      skew=timedelta(0))
+        state.guarantees_hold()
+        state.another_key(customer="explore")
+        state.guarantees_hold()
+        jobs_1, jobs_2 = state.overlap(after=False, at=0, data=Draws("a", "a"), first="submit",
+                                       job=jobs_0, key=None, plan={},
+                                       script=[("odd_progress", "caf\udce9"), "ok"],
+                                       second="submit")
+        state.guarantees_hold()
+        state.another_key(customer="explore")
+        state.guarantees_hold()
+        state.overlap(after=True, at=0, data=Draws("b", "b"), first="cancel", job=None,
+                      key=keys_0, plan={}, script=[("odd_error", "R|¤\U000a75e3", "")],
+                      second="submit")
+        state.guarantees_hold()
+        state.deliver(crash=True, data=Draws("m5"), plan={3: "applied_503", 0: "late",
+                                                          5: "reset"},
+                      script=[("odd_error", "", "\U00076ad0:½0+Llk")],
+                      skew=timedelta(seconds=120))
+        state.guarantees_hold()
+        state.lose_message(data=Draws("m2"))
+        state.guarantees_hold()
+        state.deliver(crash=True, data=Draws("m3"), plan={},
+                      script=["ok", ("odd_result", float("nan"))], skew=timedelta(0))
+        state.guarantees_hold()
+        state.lose_message(data=Draws("m3"))
+        state.guarantees_hold()
+        state.another_key(customer="explore-2")
+        state.guarantees_hold()
+        state.overlap(after=False, at=4, data=Draws(timedelta(0), "m5"), first="deliver",
+                      job=jobs_2, key=None, plan={6: "reset", 1: "late", 3: "applied_503"},
+                      script=[("odd_progress", "<17,000 astral characters>"),
+                              ("odd_result", "Æ\x8b")],
+                      second="purge")
+        state.guarantees_hold()
+    finally:
+        state.teardown()
+
+
+def test_found_a_finish_landing_late_in_a_purge_run_is_judged_as_an_overlap(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The completing write of a delivery is held in the network (request 1, after the
+    claim) and lands during the next timer run, after its query for stalled jobs; with
+    retention 0 that run purges the job it finished. The purge is judged as one that ran
+    alongside another writer (FOUND.md 4)."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        state.configure(max_dequeue_count=5, retention=timedelta(0),
+                        abandon_after=timedelta(minutes=3))
+        state.first_key()
+        state.submit(key=None, body="a", plans=[{}], host_dies=False, flush_fails=[])
+        state.guarantees_hold()
+        state.deliver(crash=False, data=Draws("m1"), plan={1: "late"}, script=["ok"],
+                      skew=timedelta(0))
+        state.guarantees_hold()
+        # The rule, not the attribute of the same name that holds the last PurgeRun.
+        machine.JobExplorer.purge(state, jump=timedelta(0), plan={})
+        state.guarantees_hold()
+    finally:
+        state.teardown()
+
+
+def _running_row(updated_at: datetime) -> checker.Row:
+    return checker.Row(job_id="j", status="running", result=None, error=None, attempts=1,
+                       key_row=None, submitted_at=updated_at, updated_at=updated_at,
+                       expires_at=None)
+
+
+@pytest.mark.parametrize(("purged_after", "allowed"), [
+    (timedelta(minutes=26), True),  # retention 30 min less the 4-minute clock spread
+    (timedelta(minutes=26) - timedelta(seconds=1), False),
+])
+def test_found_a_purge_alongside_another_writer_is_held_to_the_clock_spread(
+        purged_after: timedelta, allowed: bool) -> None:
+    """The bound the checker puts on a job finished during a purge run: no earlier than its
+    retention after the update seen last, less the largest skew between two instances."""
+    seen = datetime(2026, 1, 1, tzinfo=UTC)
+    judge = checker.Checker()
+    judge.deliveries["j"] = 1
+    judge.snapshot([_running_row(seen)], purge=None)
+    purge = checker.PurgeRun(seen + purged_after, timedelta(minutes=30), timedelta(minutes=3),
+                             overlapped=True, clock_spread=machine.CLOCK_SPREAD)
+    assert machine.CLOCK_SPREAD == timedelta(minutes=4)
+    if allowed:
+        judge.snapshot([], purge=purge)
+    else:
+        with pytest.raises(checker.Violation, match="purge_after_retention"):
+            judge.snapshot([], purge=purge)
