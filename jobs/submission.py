@@ -6,7 +6,9 @@ then the key row is pointed at it: created, or, if the key names a job that was 
 replaced on the ETag it was read with. Only one request can do that, so racing requests
 make exactly one job; each loser deletes the row it wrote, which no client was told of,
 and replays the winner's job. A row the key may name is never deleted: once the key names
-it, a replay may already have answered with it.
+it, a replay may already have answered with it. That includes a key write whose answer was
+lost, which may still be held in the network and land later: the request decides only once
+the key row shows that write can no longer apply (`_point_key`).
 
 The message goes out through the queue output binding after `submit` returns, and the host
 answers the request only after it flushed that binding: WebJobs' FunctionExecutor
@@ -45,6 +47,8 @@ from jobs.models import JOB_QUEUE, JobMessage, JobRecord, JobStatus, JobSubmissi
 from jobs.store import IdempotencyKey, JobStore, Versioned
 
 log = logging.getLogger(__name__)
+# How many times a key write is sent, at most, while its outcome stays unknown.
+KEY_WRITE_TRIES = 3
 # Each round is decided on a key row that changed since the last; past this many the
 # request answers 503 and its client retries.
 MAX_ROUNDS = 5
@@ -173,20 +177,34 @@ def _point_key(store: JobStore, key: IdempotencyKey | None, fresh: IdempotencyKe
                ) -> bool | None:
     """Create the key row, or replace the free one read; whether it now names our job.
 
-    None when that cannot be told. A write whose answer was lost may have been applied:
-    then the SDK's resend meets our own row, or nothing resends it, so the key row read
-    again says; the key naming our job id, new to this request, means it held.
+    None when that cannot be told. A write whose answer was lost may have been applied, or
+    may still be held in the network and land later. So the key row read again decides only
+    once our write can no longer apply: it names our job, or it moved past what our write
+    expects (a row where we inserted, another ETag where we replaced). While it is still as
+    our write expects, the same write is sent again, and its own answer settles it.
     """
-    try:
-        if (store.insert_key(fresh) if key is None else store.replace_key(key, fresh)):
+    for _ in range(KEY_WRITE_TRIES):
+        try:
+            if (store.insert_key(fresh) if key is None else store.replace_key(key, fresh)):
+                return True
+        except StorageUnavailable:
+            pass  # applied, refused or on its way: the key row says
+        try:
+            now_key = store.read_key(fresh.row)
+        except StorageUnavailable:
+            return None
+        if now_key is not None and now_key.job_id == fresh.job_id:
             return True
-    except StorageUnavailable:
-        pass  # applied or not: the key row says
-    try:
-        now_key = store.read_key(fresh.row)
-    except StorageUnavailable:
-        return None
-    return now_key is not None and now_key.job_id == fresh.job_id
+        if not _as_read(key, now_key):
+            return False
+    return None
+
+
+def _as_read(key: IdempotencyKey | None, now_key: IdempotencyKey | None) -> bool:
+    """Whether the key row is still as it was read: a write based on that read may apply."""
+    if key is None or now_key is None:
+        return key is None and now_key is None
+    return now_key.etag == key.etag
 
 
 def _replay(key: IdempotencyKey, found: Versioned, *, fresh: IdempotencyKey) -> Submitted:

@@ -206,3 +206,23 @@ def test_found_a_purge_alongside_another_writer_is_held_to_the_clock_spread(
     else:
         with pytest.raises(checker.Violation, match="purge_after_retention"):
             judge.snapshot([], purge=purge)
+
+
+def test_found_a_key_write_landing_late_names_a_job_its_request_took_back(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key write is held in the network and lands after the request read the key row
+    and found none; the request must not take its job row back while its write may still
+    land, as a second request may meanwhile replay that job (FOUND.md 5)."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        keys_0 = state.first_key()
+        state.guarantees_hold()
+        # First POST: reads the key (0, none), writes its job row (1), writes the key (2:
+        # held, the client times out), reads the key again (3: none yet). The second POST
+        # runs whole just before request 4; the held key write lands at its first request.
+        state.overlap(after=False, at=4, data=Draws("a", "a"), first="submit", job=None,
+                      key=keys_0, plan={2: "late"}, script=[], second="submit")
+        state.guarantees_hold()
+    finally:
+        state.teardown()
