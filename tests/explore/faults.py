@@ -68,6 +68,8 @@ class FaultyTransport(DelegatingTransport):
         self.operation = 0
         #: Held requests that landed late (whatever the table answered them).
         self.landed_late = 0
+        #: The operations whose held requests landed since the explorer last cleared this.
+        self.landed_from: set[int] = set()
 
     def overlap(self, at: int, *, after: bool, operation: Callable[[], object]) -> None:
         """Run `operation` whole when the current operation reaches its `at`-th request:
@@ -90,7 +92,8 @@ class FaultyTransport(DelegatingTransport):
         delivers them at last; the table decides what they still do."""
         held = [h for h in self.held if before is None or h[0] < before]
         self.held = [h for h in self.held if h not in held]
-        for _, request, kwargs in held:
+        for operation, request, kwargs in held:
+            self.landed_from.add(operation)
             try:
                 response = self._send(request, **kwargs)
             except AzureError:  # noqa: S112 - a late copy's fate is the table's to tell

@@ -226,3 +226,30 @@ def test_found_a_key_write_landing_late_names_a_job_its_request_took_back(
         state.guarantees_hold()
     finally:
         state.teardown()
+
+
+def test_found_a_purge_delete_landing_after_its_run_is_judged_as_that_runs(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge's delete held in the network lands in a later step: the row goes by that
+    purge run's decision, judged against its clock and settings (FOUND.md 6)."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    state = machine.JobExplorer()
+    try:
+        (job,) = state.submit(body="a", flush_fails=[False], host_dies=False, key=None,
+                              plans=[{}])
+        state.guarantees_hold()
+        state.change_settings(abandon_after=timedelta(days=1), retention=timedelta(0))
+        state.guarantees_hold()
+        state.cancel(job=job, plans=[{}])
+        state.guarantees_hold()
+        # The purge reads the expired job (sweep, oldest accepted, expired: requests 0-2),
+        # then its delete (3) is held and the SDK's resends are refused; the held delete
+        # lands at the next operation's first request.
+        # (`state.purge` is the run being judged: call the rule through the class.)
+        machine.JobExplorer.purge(state, jump=timedelta(0),
+                                  plan={3: "late", 4: "refused", 5: "reset"})
+        state.guarantees_hold()
+        state.get_status(job=job, plan={})
+        state.guarantees_hold()
+    finally:
+        state.teardown()
