@@ -109,6 +109,11 @@ class JobStore:
             service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 
+    def close(self) -> None:
+        """Close the client's pooled connections; the app keeps its store for its life, a
+        test or script that drops one closes it."""
+        self._table.close()
+
     def insert(self, record: JobRecord) -> Versioned | None:
         """Write a new job row; None if a row with its id exists already."""
         meta = self._create(to_entity(record))

@@ -40,25 +40,36 @@ def unique_name(prefix: str) -> str:
 def app_settings(storage_connection: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the app at the test Azurite and a table of this test's own; yields the table name."""
     from jobs.settings import get_settings
-    from jobs.store import default_store
 
     table_name = unique_name("jobs")
     monkeypatch.setenv("AzureWebJobsStorage", storage_connection)
     monkeypatch.setenv("JOBS_TABLE_NAME", table_name)
     get_settings.cache_clear()
-    default_store.cache_clear()
+    reset_store()
     yield table_name
     get_settings.cache_clear()
+    reset_store()
+    with TableServiceClient.from_connection_string(storage_connection) as service:
+        service.delete_table(table_name)
+
+
+def reset_store() -> None:
+    """Drop the app's cached store, closing its pooled connections first, so that no open
+    socket is left for the garbage collector to warn about in a later test."""
+    from jobs.store import default_store
+
+    if default_store.cache_info().currsize:
+        default_store().close()
     default_store.cache_clear()
-    TableServiceClient.from_connection_string(storage_connection).delete_table(table_name)
 
 
 @pytest.fixture
-def table(app_settings: str, storage_connection: str) -> TableClient:
+def table(app_settings: str, storage_connection: str) -> Iterator[TableClient]:
     """The test's job table, read directly with azure-data-tables."""
-    client = TableClient.from_connection_string(storage_connection, table_name=app_settings)
-    client.create_table()
-    return client
+    with TableClient.from_connection_string(storage_connection, table_name=app_settings
+                                            ) as client:
+        client.create_table()
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +85,9 @@ def functions() -> dict[str, Callable[..., Any]]:
 def storage_down(app_settings: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the app at an Azurite that never started: every storage call fails to connect."""
     from jobs.settings import get_settings
-    from jobs.store import default_store
     from tests.support.azurite import free_port
 
     closed = Azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
     monkeypatch.setenv("AzureWebJobsStorage", closed.connection_string)
     get_settings.cache_clear()
-    default_store.cache_clear()
+    reset_store()

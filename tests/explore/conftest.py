@@ -18,6 +18,7 @@ from azure.data.tables import TableClient
 from hypothesis import HealthCheck, Phase, settings
 
 from jobs import handlers
+from tests.conftest import reset_store
 from tests.explore import faults, machine
 from tests.explore.faults import FaultyTransport
 from tests.explore.host import Clock
@@ -84,7 +85,7 @@ def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest
     transport = FaultyTransport(RequestsTransport())
     monkeypatch.setattr(store, "EXTRA_CLIENT_OPTIONS",
                         {"transport": transport, "retry_backoff_factor": 0})
-    store.default_store.cache_clear()
+    reset_store()
     # A job's id is a digest of its message, nonce and correlation id included: both drawn
     # from counters, the same schedule makes the same ids on every replay.
     job_ids = machine.JobIds()
@@ -111,7 +112,8 @@ def explorer_run(app_settings: str, storage_connection: str, monkeypatch: pytest
     finally:
         jobs_log.setLevel(level)
         handlers.unregister(machine.JOB_TYPE)
-        store.default_store.cache_clear()
+        reset_store()  # closes the app's client, and with it the faulty transport
+        table.close()
 
 
 def _functions(app_module: Any) -> dict[str, Callable[..., Any]]:

@@ -18,7 +18,7 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from jobs.models import JobMessage
-from tests.conftest import unique_name
+from tests.conftest import reset_store, unique_name
 from tests.support.functions import Timer, queue_message, response_json
 from tests.support.jobs_api import EXAMPLE, Functions, cancel, rows, status, submit
 
@@ -68,11 +68,11 @@ def requests(table: TableClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
 
     counted = Requests()
     monkeypatch.setitem(store.EXTRA_CLIENT_OPTIONS, "raw_response_hook", counted.hook("table"))
-    store.default_store.cache_clear()
+    reset_store()
     store.default_store()  # the table exists already; its create is not a job's
     counted.take()
     yield counted
-    store.default_store.cache_clear()
+    reset_store()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from azure.data.tables import TableClient
 
 from jobs.errors import JobFailed, StorageUnavailable
 from jobs.models import JobMessage
+from tests.conftest import reset_store
 from tests.support.faults import ScriptedTransport, on
 from tests.support.functions import Timer, get, queue_message, response_json
 from tests.support.jobs_api import EXAMPLE, URL, Functions, cancel, rows, status, submit
@@ -35,9 +36,9 @@ def transport(table: TableClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     scripted = ScriptedTransport()
     monkeypatch.setitem(store.EXTRA_CLIENT_OPTIONS, "transport", scripted)
     monkeypatch.setitem(store.EXTRA_CLIENT_OPTIONS, "retry_backoff_factor", 0)
-    store.default_store.cache_clear()
+    reset_store()
     yield scripted
-    store.default_store.cache_clear()
+    reset_store()
 
 
 @pytest.fixture
