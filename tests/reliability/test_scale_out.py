@@ -72,7 +72,9 @@ class Clients:
             try:
                 answer = requests.post(url, json=body, headers={"Idempotency-Key": key},
                                        timeout=30)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # Refused, or the host died while answering (its body cut short): the
+                # client cannot tell whether the job was made, so it retries with its key.
                 self.count("refused")
                 time.sleep(0.05)
                 continue
