@@ -253,3 +253,69 @@ def test_found_a_purge_delete_landing_after_its_run_is_judged_as_that_runs(
         state.guarantees_hold()
     finally:
         state.teardown()
+
+
+@pytest.mark.xfail(strict=True, raises=checker.Violation, reason="FOUND.md 7: open")
+def test_found_a_replay_told_of_an_old_accepted_job_is_swept_before_its_message_runs(
+        explorer_run: machine.Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyed job's message is lost; 8 days on, a replay queues it again and answers 202;
+    the next timer run fails it `abandoned` from `accepted` by its submit time, before the
+    new message is delivered (FOUND.md 7). The shrunk schedule, as printed."""
+    monkeypatch.setattr(checker, "IGNORED", frozenset())
+    purge = machine.JobExplorer.purge  # `state.purge` is the run being judged
+    state = machine.JobExplorer()
+    try:
+        state.configure(max_dequeue_count=1, abandon_after=timedelta(seconds=180),
+                        retention=timedelta(0))
+        keys_0 = state.first_key()
+        state.guarantees_hold()
+        keys_1 = state.another_key(customer="explore")
+        state.guarantees_hold()
+        state.change_settings(abandon_after=timedelta(seconds=180), retention=timedelta(0))
+        state.guarantees_hold()
+        purge(state, jump=timedelta(0), plan={})
+        state.guarantees_hold()
+        state.submit(body="a", flush_fails=[False], host_dies=False, key=keys_0,
+                     plans=[{}, {}, {}])
+        state.guarantees_hold()
+        state.lose_message(data=Draws("m1"))
+        state.guarantees_hold()
+        state.queue_outage(down=True)
+        state.guarantees_hold()
+        state.another_key(customer="explore")
+        state.guarantees_hold()
+        purge(state, jump=timedelta(0), plan={})
+        state.guarantees_hold()
+        state.another_key(customer="explore")
+        state.guarantees_hold()
+        state.another_key(customer="explore")
+        state.guarantees_hold()
+        state.queue_outage(down=False)
+        state.guarantees_hold()
+        state.submit(body="a", flush_fails=[False, False], host_dies=True, key=None,
+                     plans=[{}, {6: "late"}])
+        state.guarantees_hold()
+        state.lose_message(data=Draws("m2"))
+        state.guarantees_hold()
+        purge(state, jump=timedelta(0), plan={})
+        state.guarantees_hold()
+        state.queue_outage(down=True)
+        state.guarantees_hold()
+        state.submit(body="b", flush_fails=[True, True, False], host_dies=False, key=keys_1,
+                     plans=[{}])
+        state.guarantees_hold()
+        purge(state, jump=timedelta(days=8), plan={5: "reset", 2: "refused", 1: "applied_503"})
+        state.guarantees_hold()
+        state.submit(body="b", flush_fails=[False], host_dies=False, key=None,
+                     plans=[{}, {}, {}])
+        state.guarantees_hold()
+        state.submit(body="a", flush_fails=[True, False, True], host_dies=True, key=None,
+                     plans=[{}])
+        state.guarantees_hold()
+        state.submit(body="a", flush_fails=[True], host_dies=True, key=keys_0, plans=[{}, {}])
+        state.guarantees_hold()
+        purge(state, jump=timedelta(seconds=7200),
+              plan={3: "lost_response", 4: "applied_500", 5: "late"})
+        state.guarantees_hold()
+    finally:
+        state.teardown()
