@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
-from azure.functions import _abc as azf_abc
 from azure.functions.queue import QueueMessage
+
+from devhost.invocation import TraceContext
 
 
 class CapturingOut(func.Out[str]):
@@ -27,28 +28,8 @@ class CapturingOut(func.Out[str]):
         return self.value
 
 
-class TraceContext(azf_abc.TraceContext):
-    """The W3C trace context the host gives an invocation (`context.trace_context`)."""
-
-    def __init__(self, trace_parent: str, trace_state: str = "") -> None:
-        self._parent, self._state = trace_parent, trace_state
-
-    @property
-    def trace_parent(self) -> str:
-        return self._parent
-
-    @property
-    def trace_state(self) -> str:
-        return self._state
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return {}
-
-
-def new_root() -> TraceContext:
-    """A sampled root context, as the host starts for a queue or timer invocation."""
-    return TraceContext(f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")
+# The local host's own: the same context the app gets under `make run`.
+new_root = TraceContext.new_root
 
 
 class InvocationContext(func.Context):
