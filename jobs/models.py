@@ -106,6 +106,9 @@ class JobRecord:
     expires_at: datetime | None = None
     #: The partition key of the idempotency-key row that points at this job, if any.
     idempotency_row: str | None = None
+    #: When a replay last queued the job's message again while it was accepted; None if
+    #: only its submit did. The sweep counts a lost message's time to live from it.
+    queued_at: datetime | None = None
     claim: Claim | None = field(default=None, compare=False)
     #: The W3C trace context of the job's submit (jobs.telemetry); "" on rows stored before
     #: jobs had one. Telemetry only: no decision reads it, so it takes no part in equality.

@@ -62,7 +62,8 @@ def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime,
     """Fail the jobs that can no longer finish, so that no job stays unfinished forever.
 
     A running job not updated for `abandon_after` (a live handler reports progress), and an
-    accepted job older than a queue message lives.
+    accepted job whose message, queued last at its submit or by a replay, has outlived a
+    queue message's time to live.
     """
     running_before = now - settings.abandon_after
     accepted_before = now - MESSAGE_TIME_TO_LIVE
@@ -70,7 +71,7 @@ def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime,
     def decide(record: JobRecord) -> JobRecord | None:
         stalled = (
             (record.status is JobStatus.RUNNING and record.updated_at <= running_before)
-            or (record.status is JobStatus.ACCEPTED and record.submitted_at <= accepted_before)
+            or (record.status is JobStatus.ACCEPTED and _queued_last(record) <= accepted_before)
         )
         if not stalled:
             return None
@@ -88,6 +89,12 @@ def sweep_abandoned(store: JobStore, *, settings: Settings, now: datetime,
                 log.warning("job abandoned", extra=job_fields(final.record))
                 telemetry.swept.add(1, {"from_status": found.record.status.value})
                 telemetry.record_finished(final.record, span)
+
+
+def _queued_last(record: JobRecord) -> datetime:
+    """When the job's message was queued last: at its submit, or a replay's later stamp
+    (the later of the two, as instances' clocks differ)."""
+    return max(record.submitted_at, record.queued_at or record.submitted_at)
 
 
 def _purge(store: JobStore, found: Versioned, *, invocation: Context | None = None) -> bool:

@@ -6,8 +6,8 @@ on the ETag the change was decided from, or the first claim's transaction below.
 
 A job that leaves `accepted` gets a second row, `left-accepted`, inserted in the same
 entity-group transaction as that change (one billed transaction). While a job has none,
-its row is exactly as the submit wrote it: `accepted` has no transition to itself, so no
-write ever keeps a row accepted. That lets the worker claim a fresh job with no read: a
+its row is as the submit wrote it, but for the `queued_at` stamp of a replay: `accepted`
+has no other transition to itself. That lets the worker claim a fresh job with no read: a
 transaction that starts the row and inserts the marker fails once the job has left
 `accepted`, whatever ETag anyone has seen. A purge deletes the job row, then its marker.
 """
@@ -180,7 +180,8 @@ class JobStore:
 
     def stalled(self, *, running_before: datetime, accepted_before: datetime
                 ) -> Iterator[Versioned]:
-        """Running jobs not updated since a cutoff, and accepted jobs submitted before one."""
+        """Running jobs not updated since a cutoff, and accepted jobs submitted before one
+        (the caller checks their `queued_at`: few rows have one, and only lost messages')."""
         query = (
             f"RowKey eq '{ROW_KEY}' and ((status eq 'running' and "
             f"updated_at le datetime'{_odata(running_before)}') or (status eq 'accepted' and "
@@ -377,6 +378,7 @@ def to_entity(record: JobRecord) -> dict[str, Any]:
     entity["correlation_id"] = record.correlation_id
     entity["expires_at"] = record.expires_at
     entity["idempotency_row"] = record.idempotency_row
+    entity["queued_at"] = record.queued_at
     # Left out when empty, so a merge of a record made without them keeps the row's own.
     entity["traceparent"] = record.traceparent or None
     entity["tracestate"] = record.tracestate or None
@@ -401,6 +403,7 @@ def from_entity(entity: dict[str, Any]) -> JobRecord:
         correlation_id=entity.get("correlation_id", ""),
         expires_at=_utc(entity.get("expires_at")),
         idempotency_row=entity.get("idempotency_row"),
+        queued_at=_utc(entity.get("queued_at")),
         claim=_claim(entity),
         # Absent on rows stored before jobs carried a trace context.
         traceparent=entity.get("traceparent", ""),

@@ -39,12 +39,12 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
 from jobs import telemetry
-from jobs.errors import IdempotencyKeyReused, StorageUnavailable
+from jobs.errors import IdempotencyKeyReused, JobNotFound, StorageUnavailable
 from jobs.lifecycle import Clock, utcnow
 from jobs.logs import job_fields
 from jobs.messages import encode_message, new_job_message
 from jobs.models import JOB_QUEUE, JobMessage, JobRecord, JobStatus, JobSubmissionRequest
-from jobs.store import IdempotencyKey, JobStore, Versioned
+from jobs.store import Decide, IdempotencyKey, JobStore, Versioned
 
 log = logging.getLogger(__name__)
 # How many times a key write is sent, at most, while its outcome stays unknown.
@@ -122,7 +122,7 @@ def _submit(store: JobStore, request: JobSubmissionRequest, *, correlation_id: s
             message = encode_message(job)
         fresh = IdempotencyKey(row=key_row, job_id=job.job_id, fingerprint=fingerprint,
                                message=message, created_at=now)
-        submitted = _submit_keyed(store, job, fresh)
+        submitted = _submit_keyed(store, job, fresh, now=now)
         if submitted is not None:
             return submitted
     raise StorageUnavailable("the Idempotency-Key row could not be settled; retry")
@@ -139,16 +139,19 @@ def _new_job(request: JobSubmissionRequest, *, correlation_id: str, now: datetim
     return replace(job, traceparent=traceparent, tracestate=tracestate)
 
 
-def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey
+def _submit_keyed(store: JobStore, job: JobMessage, fresh: IdempotencyKey, *, now: datetime
                   ) -> Submitted | None:
     """One round: replay the key's job, or make ours and point the key at it.
 
-    None if the key changed meanwhile: the next round decides again.
+    None if the key changed meanwhile, or its job was purged: the next round decides again.
     """
     key = store.read_key(fresh.row)
     found = None if key is None else store.read(key.job_id)
     if key is not None and found is not None:
-        return _replay(key, found, fresh=fresh)
+        try:
+            return _replay(store, key, found, fresh=fresh, now=now)
+        except JobNotFound:
+            return None
     written = _insert_job(store, job, key_row=fresh.row)
     ours = _point_key(store, key, fresh)
     if ours is None:
@@ -207,7 +210,8 @@ def _as_read(key: IdempotencyKey | None, now_key: IdempotencyKey | None) -> bool
     return now_key.etag == key.etag
 
 
-def _replay(key: IdempotencyKey, found: Versioned, *, fresh: IdempotencyKey) -> Submitted:
+def _replay(store: JobStore, key: IdempotencyKey, found: Versioned, *, fresh: IdempotencyKey,
+            now: datetime) -> Submitted:
     """The key's job again, and its message again while the job is still accepted.
 
     The host answers 202 only after it has flushed the queue output (see the module
@@ -215,12 +219,30 @@ def _replay(key: IdempotencyKey, found: Versioned, *, fresh: IdempotencyKey) -> 
     client was told of always has a message on its way, however the earlier sends ended.
     A duplicate costs one message per request and nothing else: the worker's claim is
     conditional, so only one delivery runs the job.
+
+    Before it queues the message, it stamps the row's `queued_at`, on the ETag it read: the
+    sweep gives up an accepted job only once its last message has outlived the queue's time
+    to live, so a replay days after a message was lost is not swept before it runs. The
+    stamp is written before the send, so it can only delay a sweep, never hasten one. If
+    the job left `accepted` meanwhile, the stamp is refused and nothing is queued.
     """
     if key.fingerprint != fresh.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+    if found.record.status is JobStatus.ACCEPTED:
+        found = store.update(found.record.job_id, _stamp_queued(now), known=found)
     resend = key.message if found.record.status is JobStatus.ACCEPTED else None
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
+
+
+def _stamp_queued(now: datetime) -> Decide:
+    """The change that stamps an accepted job's `queued_at` (never back, as instances'
+    clocks differ); refused once the job left `accepted`."""
+    def decide(record: JobRecord) -> JobRecord | None:
+        if record.status is not JobStatus.ACCEPTED:
+            return None
+        return replace(record, queued_at=max(now, record.queued_at or now))
+    return decide
 
 
 def accepted_record(message: JobMessage, *, key_row: str | None) -> JobRecord:

@@ -301,9 +301,9 @@ def _claim_untouched(store: JobStore, message: JobMessage, claim: Claim, *, now:
 
     None if the job left `accepted` or has no row; the caller then reads and decides. The
     message names its job, so the row is the accepted record this message makes, and
-    starting it is what `decide` would do. That record lacks the row's idempotency_row,
-    which the merge leaves as it is. A later delivery (the job was most likely claimed)
-    goes straight to the read.
+    starting it is what `decide` would do. That record lacks the row's idempotency_row and
+    queued_at, which the merge leaves as they are. A later delivery (the job was most likely
+    claimed) goes straight to the read.
     """
     if claim.dequeue_count != 1:
         return None

@@ -29,6 +29,7 @@ EXAMPLES = os.environ.get("MUTANT_EXAMPLES", "100")
 PYTHON = ROOT / ".venv" / "bin" / "python"
 EXPLORER = "tests/explore/test_explorer.py"
 FINDINGS = "tests/integration/test_findings.py"
+CONTRACT = "tests/integration/test_contract.py"
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,15 @@ MUTANTS = (
     Mutant("location_names_another", "Location names another job than the body",
            (("function_app.py", 'headers = {"Location": status_url,',
              'headers = {"Location": job_url(base_url, record.correlation_id),'),)),
+    Mutant("replay_stamps_nothing", "a replay queues an old accepted job's message unstamped",
+           (("jobs/submission.py",
+             "found = store.update(found.record.job_id, _stamp_queued(now), known=found)",
+             "pass"),),
+           (f"{CONTRACT}::test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay",)),
+    Mutant("sweep_by_submit", "the sweep judges an accepted job by its submit alone",
+           (("jobs/retention.py", "_queued_last(record) <= accepted_before",
+             "record.submitted_at <= accepted_before"),),
+           (f"{CONTRACT}::test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay",)),
     Mutant("sweep_ignores_progress", "the sweep fails a running job that just reported progress",
            (("jobs/retention.py", "    running_before = now - settings.abandon_after\n",
              "    running_before = now\n"),),

@@ -329,6 +329,50 @@ def test_sweep_fails_abandoned_running_and_accepted_jobs(
         assert record["status"] == "failed" and record["error"]["code"] == "abandoned"
 
 
+def test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose message was lost, replayed 8 days on: the replay queued its message
+    again, so the sweep waits a queue message's life from the replay, not the submit."""
+    import function_app
+    from jobs.lifecycle import utcnow
+
+    first, _ = submit(functions, **keyed("k-lost"))  # its message is never delivered
+    job_id = response_json(first)["job_id"]
+    replayed_at = utcnow() + timedelta(days=8)
+    monkeypatch.setattr(function_app, "clock", lambda: replayed_at)
+    replay, out = submit(functions, **keyed("k-lost"))
+    assert replay.headers["Idempotent-Replayed"] == "true" and out.get() is not None
+    assert purge_days_from_now(8) == 0
+    assert status(functions, job_id)[1]["status"] == "accepted"
+    purge_days_from_now(15.01)  # the replay's message has outlived its time to live
+    record = status(functions, job_id)[1]
+    assert record["status"] == "failed" and record["error"]["code"] == "abandoned"
+
+
+def test_a_replay_whose_job_left_accepted_after_its_read_queues_nothing(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's stamp is written on the ETag it read: a job run in between refuses it,
+    and the replay answers with the job as it now is, queuing nothing."""
+    from jobs.store import JobStore, Versioned
+
+    first, first_out = submit(functions, **keyed("k-raced"))
+    read = JobStore.read
+
+    def read_then_run(self: JobStore, job_id: str) -> Versioned | None:
+        found = read(self, job_id)
+        monkeypatch.setattr(JobStore, "read", read)
+        functions["process_job"](queue_message(first_out.get() or ""))
+        return found
+
+    monkeypatch.setattr(JobStore, "read", read_then_run)
+    replay, out = submit(functions, **keyed("k-raced"))
+    assert replay.status_code == 202 and out.get() is None
+    assert response_json(replay)["job_id"] == response_json(first)["job_id"]
+    assert status(functions, response_json(first)["job_id"])[1]["status"] == "completed"
+
+
 def test_purge_timer_deletes_jobs_past_a_zero_hour_retention(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
