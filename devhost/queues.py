@@ -325,10 +325,13 @@ class QueueTriggerRunner:
         return self._store.queue(self._connection, self._queue_name)
 
     def _report_missing(self) -> None:
+        # "No such queue" is an answer: the storage account is reachable again.
+        if self._outage:
+            logger.info("Queue '%s' is reachable again", self._queue_name)
         if not self._missing:
             logger.info("Queue '%s' does not exist yet; the listener waits for it",
                         self._queue_name)
-        self._missing = True
+        self._outage, self._missing = False, True
 
     def _report_outage(self, error: AzureError) -> None:
         if not self._outage:
