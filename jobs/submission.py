@@ -32,7 +32,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -52,6 +52,9 @@ KEY_WRITE_TRIES = 3
 # Each round is decided on a key row that changed since the last; past this many the
 # request answers 503 and its client retries.
 MAX_ROUNDS = 5
+# A replay keeps a `queued_at` stamp this recent instead of writing its own, so the sweep's
+# week may start this much before the last replay's send.
+STAMP_KEPT_FOR = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -236,12 +239,15 @@ def _replay(store: JobStore, key: IdempotencyKey, found: Versioned, *, fresh: Id
 
 
 def _stamp_queued(now: datetime) -> Decide:
-    """The change that stamps an accepted job's `queued_at` (never back, as instances'
-    clocks differ); refused once the job left `accepted`."""
+    """The change that stamps an accepted job's `queued_at`; refused once the job left
+    `accepted`. A stamp from the last `STAMP_KEPT_FOR` (or ahead, on another instance's
+    clock) is kept as it is: racing replays then write once, not once each."""
     def decide(record: JobRecord) -> JobRecord | None:
         if record.status is not JobStatus.ACCEPTED:
             return None
-        return replace(record, queued_at=max(now, record.queued_at or now))
+        if record.queued_at is not None and record.queued_at >= now - STAMP_KEPT_FOR:
+            return record
+        return replace(record, queued_at=now)
     return decide
 
 

@@ -350,6 +350,29 @@ def test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay(
     assert record["status"] == "failed" and record["error"]["code"] == "abandoned"
 
 
+def test_replays_within_a_minute_of_a_stamp_keep_it_and_still_queue_the_message(
+    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Racing replays write the stamp once: a stamp from the last minute is kept."""
+    import function_app
+    from jobs.lifecycle import utcnow
+
+    first, _ = submit(functions, **keyed("k-again"))
+    stamped_at = utcnow() + timedelta(days=8)
+    monkeypatch.setattr(function_app, "clock", lambda: stamped_at)
+    submit(functions, **keyed("k-again"))
+    [stamped] = job_rows(table)
+    monkeypatch.setattr(function_app, "clock", lambda: stamped_at + timedelta(seconds=59))
+    replay, out = submit(functions, **keyed("k-again"))
+    [kept] = job_rows(table)
+    assert out.get() is not None and kept.metadata["etag"] == stamped.metadata["etag"]
+    assert kept["queued_at"] == stamped_at
+    monkeypatch.setattr(function_app, "clock", lambda: stamped_at + timedelta(minutes=2))
+    submit(functions, **keyed("k-again"))
+    [restamped] = job_rows(table)
+    assert restamped["queued_at"] == stamped_at + timedelta(minutes=2)
+
+
 def test_a_replay_whose_job_left_accepted_after_its_read_queues_nothing(
     functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
