@@ -95,8 +95,11 @@ class Versioned:
 class JobStore:
     """Reads and writes job rows; build one per process and reuse it."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, service: TableServiceClient | None = None) -> None:
         self._table = table
+        # The table client shares the service client's connections, and only the service
+        # client closes them.
+        self._service = service
 
     @classmethod
     def connect(cls, connection: StorageConnection | str, table_name: str) -> JobStore:
@@ -107,12 +110,14 @@ class JobStore:
         service = service_client(TableServiceClient, connection, "table", **options)
         with _storage_errors():
             service.create_table_if_not_exists(table_name)
-        return cls(service.get_table_client(table_name))
+        return cls(service.get_table_client(table_name), service=service)
 
     def close(self) -> None:
         """Close the client's pooled connections; the app keeps its store for its life, a
         test or script that drops one closes it."""
         self._table.close()
+        if self._service is not None:
+            self._service.close()
 
     def insert(self, record: JobRecord) -> Versioned | None:
         """Write a new job row; None if a row with its id exists already."""
