@@ -98,6 +98,7 @@ class FaultyTransport(DelegatingTransport):
                 response = self._send(request, **kwargs)
             except AzureError:  # noqa: S112 - a late copy's fate is the table's to tell
                 continue
+            _release(response)  # no caller reads this answer
             self.landed_late += 1
             self._watch(request, response)
 
@@ -126,8 +127,10 @@ class FaultyTransport(DelegatingTransport):
             self.land_held(before=self.operation)
         self._run_overlap(index, after=True)
         if kind == LOST_RESPONSE:
+            _release(response)
             raise ServiceResponseError("injected: the response was lost")
         if kind in _ERRORS:
+            _release(response)
             _turn_into_error(response, *_ERRORS[kind])
         return response
 
@@ -163,6 +166,15 @@ class FaultyTransport(DelegatingTransport):
         if "result" in sent:
             self.result_writes[found.group(1)] += 1
 
+
+
+def _release(response: Any) -> None:
+    """Read the real answer whole and give its connection back to the pool. A transaction's
+    answer is streamed: the SDK reads it, but not one whose answer is lost or replaced, and
+    its connection would stay checked out until the garbage collector closes its socket."""
+    real = response.internal_response
+    _ = real.content
+    real.close()
 
 
 def _turn_into_error(response: Any, status: int, reason: str, code: str, message: str) -> None:
