@@ -320,8 +320,7 @@ def main() -> int:
         rows.append((mutant.name, mutant.behaviour, verdict, by, time.monotonic() - began))
         print(f"{mutant.name}: {verdict} ({by}) in {time.monotonic() - began:.0f} s",
               flush=True)
-        if not failed:
-            (WORK / f"{mutant.name}.log").write_text(output)
+        (WORK / f"{mutant.name}.log").write_text(output)  # how it was killed, or why not
         shutil.rmtree(tree)
     print()
     print(f"mutation check ({len(rows)} mutants, explorer {EXAMPLES} examples each, "
