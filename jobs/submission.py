@@ -231,8 +231,7 @@ def _replay(store: JobStore, key: IdempotencyKey, found: Versioned, *, fresh: Id
     """
     if key.fingerprint != fresh.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-    if found.record.status is JobStatus.ACCEPTED:
-        found = store.update(found.record.job_id, _stamp_queued(now), known=found)
+    found = store.update(found.record.job_id, _stamp_queued(now), known=found)
     resend = key.message if found.record.status is JobStatus.ACCEPTED else None
     log.info("idempotent replay", extra={**job_fields(found.record), "resent": bool(resend)})
     return Submitted(found.record, resend, replayed=True)
