@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
 
 from jobs import handlers
+
+
+@pytest.fixture
+def at(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], datetime]:
+    """Move the app's clock to `days` from the test's start; returns the moment."""
+    import function_app
+    from jobs.lifecycle import utcnow
+
+    start = utcnow()
+
+    def move(days: float) -> datetime:
+        moment = start + timedelta(days=days)
+        monkeypatch.setattr(function_app, "clock", lambda: moment)
+        return moment
+    return move
 
 
 @pytest.fixture

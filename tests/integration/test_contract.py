@@ -330,17 +330,13 @@ def test_sweep_fails_abandoned_running_and_accepted_jobs(
 
 
 def test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay(
-    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+    functions: Functions, table: TableClient, at: Callable[[float], datetime]
 ) -> None:
     """A job whose message was lost, replayed 8 days on: the replay queued its message
     again, so the sweep waits a queue message's life from the replay, not the submit."""
-    import function_app
-    from jobs.lifecycle import utcnow
-
     first, _ = submit(functions, **keyed("k-lost"))  # its message is never delivered
     job_id = response_json(first)["job_id"]
-    replayed_at = utcnow() + timedelta(days=8)
-    monkeypatch.setattr(function_app, "clock", lambda: replayed_at)
+    at(8)
     replay, out = submit(functions, **keyed("k-lost"))
     assert replay.headers["Idempotent-Replayed"] == "true" and out.get() is not None
     assert purge_days_from_now(8) == 0
@@ -351,26 +347,22 @@ def test_sweep_gives_a_replayed_accepted_job_a_week_from_the_replay(
 
 
 def test_replays_within_a_minute_of_a_stamp_keep_it_and_still_queue_the_message(
-    functions: Functions, table: TableClient, monkeypatch: pytest.MonkeyPatch
+    functions: Functions, table: TableClient, at: Callable[[float], datetime]
 ) -> None:
     """Racing replays write the stamp once: a stamp from the last minute is kept."""
-    import function_app
-    from jobs.lifecycle import utcnow
-
-    first, _ = submit(functions, **keyed("k-again"))
-    stamped_at = utcnow() + timedelta(days=8)
-    monkeypatch.setattr(function_app, "clock", lambda: stamped_at)
+    submit(functions, **keyed("k-again"))
+    stamped_at = at(8)
     submit(functions, **keyed("k-again"))
     [stamped] = job_rows(table)
-    monkeypatch.setattr(function_app, "clock", lambda: stamped_at + timedelta(seconds=59))
-    replay, out = submit(functions, **keyed("k-again"))
+    at(8 + 59 / 86400)
+    _, out = submit(functions, **keyed("k-again"))
     [kept] = job_rows(table)
     assert out.get() is not None and kept.metadata["etag"] == stamped.metadata["etag"]
     assert kept["queued_at"] == stamped_at
-    monkeypatch.setattr(function_app, "clock", lambda: stamped_at + timedelta(minutes=2))
+    restamped_at = at(8 + 2 / 1440)
     submit(functions, **keyed("k-again"))
     [restamped] = job_rows(table)
-    assert restamped["queued_at"] == stamped_at + timedelta(minutes=2)
+    assert restamped["queued_at"] == restamped_at
 
 
 def test_a_replay_whose_job_left_accepted_after_its_read_queues_nothing(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -42,19 +42,6 @@ def transport(table: TableClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
 
 
 @pytest.fixture
-def at(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Move the app's clock to `days` from now."""
-    import function_app
-    from jobs.lifecycle import utcnow
-
-    start = utcnow()
-
-    def move(days: float) -> None:
-        monkeypatch.setattr(function_app, "clock", lambda: start + timedelta(days=days))
-    return move
-
-
-@pytest.fixture
 def retention(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Set the app's JOB_RETENTION_HOURS."""
     import dataclasses
@@ -80,7 +67,7 @@ def purge(functions: Functions) -> None:
 
 
 def completed_then_purged_with_key_left(functions: Functions, transport: ScriptedTransport,
-                                        at: Callable[[float], None], key: str) -> str:
+                                        at: Callable[[float], datetime], key: str) -> str:
     """A keyed job completes, then a purge deletes its row and fails to delete its key."""
     first, out = submit(functions, **keyed(key))
     functions["process_job"](queue_message(out.get() or ""))
@@ -93,7 +80,7 @@ def completed_then_purged_with_key_left(functions: Functions, transport: Scripte
 
 def test_finding_1a_two_retries_of_a_freed_key_make_one_job(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None], retention: Callable[[float], None],
+    at: Callable[[float], datetime], retention: Callable[[float], None],
 ) -> None:
     retention(0)
     completed_then_purged_with_key_left(functions, transport, at, "k1a")
@@ -110,7 +97,7 @@ def test_finding_1a_two_retries_of_a_freed_key_make_one_job(
 
 def test_finding_1b_the_purge_never_deletes_a_key_that_names_another_job(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None], retention: Callable[[float], None],
+    at: Callable[[float], datetime], retention: Callable[[float], None],
 ) -> None:
     retention(0)
     _, out = submit(functions, **keyed("k1b"))
@@ -143,7 +130,7 @@ def test_finding_1c_zero_retention_racing_submits_make_one_job(
 
 
 def test_finding_2_a_job_whose_message_is_gone_ends_failed_not_running_forever(
-    functions: Functions, table: TableClient, at: Callable[[float], None], register: Register,
+    functions: Functions, table: TableClient, at: Callable[[float], datetime], register: Register,
 ) -> None:
     def flaky(job: JobMessage, progress: Any) -> dict[str, Any]:
         raise ConnectionError("a transient failure")
@@ -221,7 +208,7 @@ def test_finding_4_claim_applied_but_answered_500_counts_one_attempt(
 
 
 def test_finding_5_a_replay_queues_one_message_while_accepted_and_none_after(
-    functions: Functions, table: TableClient, at: Callable[[float], None],
+    functions: Functions, table: TableClient, at: Callable[[float], datetime],
 ) -> None:
     """At most one extra message per request a client sends, and none once the job runs."""
     at(0)
@@ -235,7 +222,7 @@ def test_finding_5_a_replay_queues_one_message_while_accepted_and_none_after(
 
 def test_finding_6_a_purged_job_is_never_rebuilt_from_its_leftover_key(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None], retention: Callable[[float], None],
+    at: Callable[[float], datetime], retention: Callable[[float], None],
 ) -> None:
     retention(1)
     first_id = completed_then_purged_with_key_left(functions, transport, at, "k6")
@@ -277,7 +264,7 @@ def test_unkeyed_insert_applied_but_unanswered_leaves_no_row(
 
 def test_a_purge_cut_short_before_the_job_delete_still_replays_the_stored_job(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None],
+    at: Callable[[float], datetime],
 ) -> None:
     first, out = submit(functions, **keyed("cut-short"))
     first_id = response_json(first)["job_id"]
@@ -298,7 +285,7 @@ def test_a_purge_cut_short_before_the_job_delete_still_replays_the_stored_job(
 
 def test_overlapping_timer_runs_never_bring_a_purged_job_back(
     functions: Functions, table: TableClient, transport: ScriptedTransport,
-    at: Callable[[float], None],
+    at: Callable[[float], datetime],
 ) -> None:
     first, out = submit(functions, **keyed("overlap"))
     first_id = response_json(first)["job_id"]
@@ -419,7 +406,7 @@ def test_a_key_write_whose_answer_was_lost_keeps_the_job_a_replay_answered_with(
 
 
 def test_f1_a_replay_whose_flush_failed_is_made_good_by_the_next_replay(
-    functions: Functions, table: TableClient, at: Callable[[float], None],
+    functions: Functions, table: TableClient, at: Callable[[float], datetime],
 ) -> None:
     at(0)
     response, first = submit(functions, **keyed("flush"))
