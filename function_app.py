@@ -314,8 +314,12 @@ def api_base_url(request_url: str) -> str:
     # status_url, so quotes, angle brackets, spaces or non-ASCII there would be echoed too.
     if parts.scheme not in ("http", "https") or not _AUTHORITY.fullmatch(parts.netloc):
         raise ValueError(f"no URL can be made from {request_url!r}")
-    path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{path.removesuffix('/' + JOBS_ROUTE)}"
+    # The host matches routes in any case, and an empty segment before `jobs` too
+    # (`/API/Jobs`, `/api//jobs`): drop the last segment whatever its case, then the
+    # slashes before it.
+    prefix, _, last = parts.path.rstrip("/").rpartition("/")
+    path = prefix.rstrip("/") if last.lower() == JOBS_ROUTE else parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 # A host name (letters, digits, '.', '-', '_'), an IPv4 address or a bracketed IPv6 address,

@@ -80,6 +80,20 @@ def test_without_public_base_url_location_follows_the_request(
     assert body["status_url"] == f"{JOB_URL}/{body['job_id']}" == response.headers["Location"]
 
 
+@pytest.mark.parametrize("url", ["http://localhost:7071/api/Jobs", "http://localhost:7071/API/JOBS/",
+                                 "http://localhost:7071/api//jobs", "http://localhost:7071/api/jobs?x=1"])
+def test_location_names_the_job_whatever_case_or_slashes_the_post_route_came_in(
+    functions: Functions, table: TableClient, url: str
+) -> None:
+    # The host matches routes in any case (ASP.NET Core routing), so each of these reached
+    # submit_job; the status URL must still be the job's own route, api/jobs/{job_id}.
+    response = functions["submit_job"](post_json(url, EXAMPLE), job_message=CapturingOut())
+    body = response_json(response)
+    status_url = body["status_url"]
+    assert status_url == response.headers["Location"]
+    assert status_url.lower() == f"{JOB_URL}/{body['job_id']}"
+
+
 @pytest.mark.parametrize("customer_id", ["cust\u200b-123", "\ufeffcust-123", "ｃｕｓｔ-123",
                                          "cust\u202e-123", "cust\u2028", "cust\ue000",
                                          "ﬁle", "cafe\u0301", "\u0441ust-123",
