@@ -30,6 +30,7 @@ from jobs.errors import (
     InvalidTransition,
     JobNotFound,
     MessageTooLarge,
+    RowRejected,
     StorageUnavailable,
 )
 from jobs.exporters import configure_telemetry
@@ -69,6 +70,9 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = "5"
 NO_STORE = {"Cache-Control": "no-store"}
 STORAGE = "AzureWebJobsStorage"
 UNAVAILABLE = (503, "job storage is unavailable; retry later", "unavailable")
+# What an HTTP function answers UNAVAILABLE for: storage unreachable or failing, or refusing
+# a request of the app's (a 400 from Table Storage); neither is the client's to fix.
+STORAGE_FAILED = (StorageUnavailable, RowRejected)
 NOT_FOUND = (404, "job not found", "not_found")
 HEADER_PARAMETERS = [
     {"name": "Idempotency-Key", "in": "header", "required": False,
@@ -168,7 +172,7 @@ def submit_job(
             return error_response(413, str(e), "payload_too_large")
         except IdempotencyKeyReused as e:
             return error_response(422, str(e), "idempotency_key_reused")
-        except StorageUnavailable:
+        except STORAGE_FAILED:
             return error_response(*UNAVAILABLE)
     if submitted.message is not None:
         job_message.set(submitted.message)
@@ -196,7 +200,7 @@ def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(*NOT_FOUND)
     try:
         found = default_store().read(job_id)
-    except StorageUnavailable:
+    except STORAGE_FAILED:
         return error_response(*UNAVAILABLE)
     if found is None:
         return error_response(*NOT_FOUND)
@@ -224,7 +228,7 @@ def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
         return error_response(*NOT_FOUND)
     except InvalidTransition:
         return error_response(409, "the job has already finished", "conflict")
-    except StorageUnavailable:
+    except STORAGE_FAILED:
         return error_response(*UNAVAILABLE)
     return record_response(record)
 

@@ -376,6 +376,23 @@ def test_storage_refusing_access_is_503_not_500(
     assert response.status_code == 503 and response.headers["Retry-After"]
 
 
+@pytest.mark.parametrize("code", [400, 413])
+@pytest.mark.parametrize("route", ["submit", "get", "cancel"])
+def test_storage_refusing_a_request_as_invalid_is_503_not_500(
+    functions: Functions, table: TableClient, transport: ScriptedTransport, code: int,
+    route: str,
+) -> None:
+    job_id = response_json(submit(functions)[0])["job_id"]
+    transport.add(lambda r: True, "lose_answer", status=code)  # the route's first request
+    response = {
+        "submit": lambda: submit(functions)[0],
+        "get": lambda: functions["get_job_status"](get(f"{URL}/{job_id}", job_id=job_id)),
+        "cancel": lambda: functions["cancel_job"](
+            get(f"{URL}/{job_id}", method="DELETE", job_id=job_id)),
+    }[route]()
+    assert response.status_code == 503 and response.headers["Retry-After"]
+
+
 # --- found by the fault explorer ----------------------------------------------------------
 
 def test_a_key_write_whose_answer_was_lost_keeps_the_job_a_replay_answered_with(
