@@ -14,6 +14,7 @@ decoded path, in which `%2F` stays encoded.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,14 @@ logger = logging.getLogger(__name__)
 # Headers the server computes itself; a function's values for them are not forwarded.
 _SERVER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Kestrel answers 400, before any function runs, to a Host that is not a host name of RFC
+# 3986 reg-name characters or a bracketed IPv6 address, with an optional port of digits
+# (HttpUtilities.IsHostHeaderValid, dotnet/aspnetcore
+# src/Servers/Kestrel/Core/src/Internal/Infrastructure/HttpUtilities.cs); empty is valid.
+_HOST = re.compile(r"(?:(?:[A-Za-z0-9!$&'()*+,;=._~-]+|\[[0-9A-Fa-f:.]{3,}\])(?::[0-9]+)?)?",
+                   re.ASCII)
+# and to a Content-Length that is anything but ASCII digits (HttpHeaders.ParseContentLength).
+_CONTENT_LENGTH = re.compile(r"[0-9]+", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ def to_http_request(incoming: IncomingRequest, *, path: str, query: str,
 def declared_length(headers: Iterable[tuple[str, str]]) -> int:
     """The request's Content-Length, 0 when absent (a chunked body has none)."""
     for name, value in headers:
-        if name.lower() == "content-length" and value.strip().isdigit():
+        if name.lower() == "content-length" and _CONTENT_LENGTH.fullmatch(value.strip()):
             return int(value.strip())
     return 0
 
@@ -174,6 +183,11 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def serve(self) -> None:
         """Read the request, let the front door answer it, write the reply."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1 or not _HOST.fullmatch(hosts[0] if hosts else ""):
+            self.close_connection = True
+            self._write(Reply(400))
+            return
         try:
             body = self._read_body()
         except BodyTooLarge:
@@ -203,9 +217,10 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._read_chunks()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not _CONTENT_LENGTH.fullmatch(declared):
+            raise ValueError(f"invalid Content-Length {declared!r}")
+        length = int(declared)
         if length > self.max_body_bytes:
             raise BodyTooLarge(length)
         return self.rfile.read(length) if length else b""

@@ -138,6 +138,28 @@ def test_http_body_over_the_limit_is_413_before_it_is_read(http_host: SampleHost
     assert len(at_limit.json()["body"]) == HTTP_BODY_LIMIT
 
 
+@pytest.mark.parametrize("headers", [
+    b"Host: a?b", b"Host: a#b", b"Host: a/b", b"Host: a@b", b"Host: :80", b"Host: h:",
+    b"Host: [::1", b"Host: h\r\nHost: h", b"Host: h\r\nContent-Length: +3",
+    b"Host: h\r\nContent-Length: 0_3", b"Host: h\r\nContent-Length: \xd9\xa3"])
+def test_http_host_or_content_length_kestrel_refuses_is_400_before_any_function(
+        http_host: SampleHost, headers: bytes) -> None:
+    # HttpUtilities.IsHostHeaderValid (one Host, a reg-name or [IPv6], an optional port of
+    # digits) and a Content-Length of ASCII digits, checked by Kestrel before routing.
+    raw = _raw_request(http_host, b"POST /api/echo/bob HTTP/1.1\r\n" + headers
+                       + b"\r\nConnection: close\r\n\r\nabc")
+    assert raw.startswith(b"HTTP/1.0 400 Bad Request")
+
+
+@pytest.mark.parametrize("host", [b"h", b"h:7071", b"[::1]:7071", b"a-b.c_d~e", b""])
+def test_http_host_kestrel_takes_reaches_the_function(http_host: SampleHost, host: bytes
+                                                      ) -> None:
+    raw = _raw_request(http_host, b"POST /api/echo/bob HTTP/1.1\r\nHost: " + host
+                       + b"\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+    assert raw.startswith(b"HTTP/1.0 200")
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["body"] == "abc"
+
+
 def test_http_url_keeps_encoded_slash_and_decodes_the_rest(http_host: SampleHost) -> None:
     # The URL comes from ASP.NET's decoded PathString, in which %2F stays encoded.
     response = requests.get(f"{http_host.url}/echo/a%20b%2Fc?q=%20", timeout=10)
