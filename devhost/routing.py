@@ -37,7 +37,7 @@ _GUID = re.compile(
 
 
 def _is_integer(value: str, bits: int) -> bool:
-    if re.fullmatch(r"[+-]?\d+", value) is None:
+    if re.fullmatch(r"[+-]?[0-9]+", value) is None:  # .NET's invariant culture: ASCII digits
         return False
     return -(1 << (bits - 1)) <= int(value) < 1 << (bits - 1)
 
