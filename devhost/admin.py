@@ -104,7 +104,9 @@ def read_input(body: bytes) -> str | None:
         return None
     if not isinstance(parsed, dict):
         return None
-    value = parsed.get("input")
+    # MVC's JSON input formatter matches property names in any case, an exact match first.
+    value = parsed.get("input", next((v for k, v in parsed.items() if k.lower() == "input"),
+                                     None))
     return "" if value is None else str(value)
 
 

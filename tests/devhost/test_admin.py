@@ -14,10 +14,19 @@ from __future__ import annotations
 import pytest
 import requests
 
-from devhost.admin import is_json_media_type
+from devhost.admin import is_json_media_type, read_input
 from tests.devhost.conftest import HostFactory, collect_json
 
 JSON_BODY = '{"input": "from a web page"}'
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'{"input": "hello"}', "hello"), (b'{"Input": "hello"}', "hello"),
+    (b'{"INPUT": "x", "input": "hello"}', "hello"), (b"{}", ""), (b"[]", None)])
+def test_admin_input_property_is_matched_in_any_case(body: bytes, expected: str | None) -> None:
+    # The body binds to the host's FunctionInvocation model by MVC's JSON input formatter,
+    # which matches property names in any case.
+    assert read_input(body) == expected
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
