@@ -195,8 +195,8 @@ def submit_job(
     responses={200: JobView, 404: ErrorBody, 503: ErrorBody},
 )
 def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
-    job_id = req.route_params.get("job_id", "")
-    if not is_job_id(job_id):
+    job_id = route_job_id(req)
+    if job_id is None:
         return error_response(*NOT_FOUND)
     try:
         found = default_store().read(job_id)
@@ -218,8 +218,8 @@ def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
     responses={200: JobView, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody},
 )
 def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    job_id = req.route_params.get("job_id", "")
-    if not is_job_id(job_id):
+    job_id = route_job_id(req)
+    if job_id is None:
         return error_response(*NOT_FOUND)
     try:
         record = cancel(default_store(), job_id, settings=settings, clock=clock,
@@ -329,6 +329,13 @@ def api_base_url(request_url: str) -> str:
 # A host name (letters, digits, '.', '-', '_'), an IPv4 address or a bracketed IPv6 address,
 # and an optional port.
 _AUTHORITY = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def route_job_id(req: func.HttpRequest) -> str | None:
+    """The job id the route names, in the lower case ids are made in (a UUID's hex digits
+    may come in either case); None if it can name no job."""
+    job_id = req.route_params.get("job_id", "").lower()
+    return job_id if is_job_id(job_id) else None
 
 
 def job_url(base_url: str, job_id: str) -> str:

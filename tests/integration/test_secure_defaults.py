@@ -94,6 +94,17 @@ def test_location_names_the_job_whatever_case_or_slashes_the_post_route_came_in(
     assert status_url.lower() == f"{JOB_URL}/{body['job_id']}"
 
 
+def test_get_and_cancel_take_the_job_id_in_upper_case(
+    functions: Functions, table: TableClient
+) -> None:
+    # A UUID's hex digits may come in either case (RFC 9562); the job is the same job.
+    job_id = response_json(submit(functions)[0])["job_id"]
+    read = _get(functions, job_id.upper())
+    assert read.status_code == 200 and response_json(read)["job_id"] == job_id
+    cancelled = _cancel(functions, job_id.upper())
+    assert cancelled.status_code == 200 and response_json(cancelled)["status"] == "cancelled"
+
+
 @pytest.mark.parametrize("customer_id", ["cust\u200b-123", "\ufeffcust-123", "ｃｕｓｔ-123",
                                          "cust\u202e-123", "cust\u2028", "cust\ue000",
                                          "ﬁle", "cafe\u0301", "\u0441ust-123",
